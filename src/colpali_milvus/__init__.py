@@ -1,0 +1,77 @@
+"""colpali-milvus: find the right PDF page by how it looks.
+
+Pages are rendered to images and embedded by a ColPali-family model into multi-vectors, stored
+flattened in Milvus (Lite, server or Zilliz Cloud), gathered by ANN and reranked by exact MaxSim.
+
+``import colpali_milvus`` is cheap: torch, colpali-engine and pymilvus load only when the classes
+that need them are first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from colpali_milvus.embed.protocol import MultiVectorEmbedder
+from colpali_milvus.errors import (
+    ColPaliMilvusError,
+    DocumentError,
+    FilterError,
+    IndexMismatchError,
+    InvalidInputError,
+    MissingDependencyError,
+    ModelError,
+    StoreConnectionError,
+    StoreError,
+)
+from colpali_milvus.search.maxsim import maxsim
+from colpali_milvus.types import Page, PageHit
+
+if TYPE_CHECKING:
+    from colpali_milvus.embed.colpali import DEFAULT_MODEL, ColPaliEmbedder
+    from colpali_milvus.index import ColPaliIndex
+    from colpali_milvus.store.milvus import MilvusMultiVectorStore
+    from colpali_milvus.store.schema import IndexConfig
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "ColPaliEmbedder",
+    "ColPaliIndex",
+    "ColPaliMilvusError",
+    "DocumentError",
+    "FilterError",
+    "IndexConfig",
+    "IndexMismatchError",
+    "InvalidInputError",
+    "MilvusMultiVectorStore",
+    "MissingDependencyError",
+    "ModelError",
+    "MultiVectorEmbedder",
+    "Page",
+    "PageHit",
+    "StoreConnectionError",
+    "StoreError",
+    "__version__",
+    "maxsim",
+]
+
+# Public names whose modules import pymilvus (or, later, torch): loaded on first access.
+_LAZY = {
+    "ColPaliEmbedder": "colpali_milvus.embed.colpali",
+    "DEFAULT_MODEL": "colpali_milvus.embed.colpali",
+    "ColPaliIndex": "colpali_milvus.index",
+    "MilvusMultiVectorStore": "colpali_milvus.store.milvus",
+    "IndexConfig": "colpali_milvus.store.schema",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'colpali_milvus' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,156 @@
+"""ColPaliEmbedder: any colpali-engine multi-vector model behind the two-method embedder protocol."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from colpali_milvus._deps import require
+from colpali_milvus.embed.registry import ModelFamily, resolve_family
+from colpali_milvus.errors import InvalidInputError, ModelError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = ["DEFAULT_MODEL", "ColPaliEmbedder"]
+
+logger = logging.getLogger(__name__)
+
+#: ColQwen2 v1.0: Apache-2.0 (base Qwen2-VL-2B), strong on ViDoRe, and dynamic resolution keeps
+#: page aspect ratios (at most 768 vectors per page), which suits tall PDF pages.
+DEFAULT_MODEL = "vidore/colqwen2-v1.0"
+
+T = TypeVar("T")
+FloatArray = npt.NDArray[np.float32]
+
+
+class ColPaliEmbedder:
+    """Embeds page images and queries with a ColPali-family checkpoint.
+
+    The family (ColPali, ColQwen2, ColQwen2.5, ColIdefics3/ColSmol, ColModernVBert) is read from
+    the checkpoint's config, and LoRA adapter checkpoints (like the public ``vidore/*`` ones) load
+    onto their base model. Outputs are one ``(n_i, dim)`` float32 array per input with padding
+    rows removed, whichever side the family pads.
+
+    Args:
+        model_name: a hub id or a local checkpoint folder.
+        device: ``"cuda"``, ``"mps"``, ``"cpu"``...; default: the best available.
+        dtype: torch dtype; default bfloat16 on CUDA, float32 elsewhere.
+        batch_size: pages per forward pass.
+        query_batch_size: queries per forward pass.
+        show_progress: progress bar over batches; ``None`` shows it on a terminal only.
+        revision, token, local_files_only: passed to the hub when loading.
+    """
+
+    def __init__(
+        self,
+        model_name: str = DEFAULT_MODEL,
+        *,
+        device: str | None = None,
+        dtype: Any = None,
+        batch_size: int = 4,
+        query_batch_size: int = 32,
+        show_progress: bool | None = None,
+        revision: str | None = None,
+        token: str | None = None,
+        local_files_only: bool = False,
+    ) -> None:
+        if batch_size <= 0 or query_batch_size <= 0:
+            raise InvalidInputError("batch sizes must be positive")
+        torch = require("torch", extra="colpali")
+        models = require("colpali_engine.models", extra="colpali", package="colpali-engine")
+        hub_kwargs: dict[str, Any] = {"local_files_only": local_files_only}
+        if revision:
+            hub_kwargs["revision"] = revision
+        if token:
+            hub_kwargs["token"] = token
+
+        self.model_name = str(model_name)
+        self.family: ModelFamily = resolve_family(self.model_name, **hub_kwargs)
+        self.device = torch.device(device) if device else _best_device(torch)
+        self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
+        self.batch_size = batch_size
+        self.query_batch_size = query_batch_size
+        self.show_progress = show_progress
+        self._lock = threading.Lock()  # one forward pass at a time: safe under thread pools
+        try:
+            model_class = getattr(models, self.family.model_class)
+            processor_class = getattr(models, self.family.processor_class)
+            self.model = model_class.from_pretrained(
+                self.model_name, dtype=self.dtype, device_map=str(self.device), **hub_kwargs
+            ).eval()
+            _tie_unloaded_weights(self.model)
+            self.processor = processor_class.from_pretrained(self.model_name, **hub_kwargs)
+        except Exception as error:
+            raise ModelError(f"cannot load {self.model_name!r} as {self.family.name}: {error}") from error
+        self.dim = int(getattr(self.model, "dim", 128))
+        logger.info("loaded %s (%s) on %s as %s", self.model_name, self.family.name, self.device, self.dtype)
+
+    def __repr__(self) -> str:
+        name, family, device = self.model_name, self.family.name, str(self.device)
+        return f"{type(self).__name__}(model_name={name!r}, family={family!r}, device={device!r})"
+
+    def embed_images(self, images: Sequence[Image.Image]) -> list[FloatArray]:
+        """One ``(n_i, dim)`` array per image (any mode; converted to RGB)."""
+        output: list[FloatArray] = []
+        for batch in self._batches(images, self.batch_size, "Embedding pages"):
+            inputs = self.processor.process_images([image.convert("RGB") for image in batch])
+            output += self._forward(inputs)
+        return output
+
+    def embed_queries(self, queries: Sequence[str]) -> list[FloatArray]:
+        """One ``(n_i, dim)`` array per query, with the family's query prefix and augmentation tokens."""
+        if any(not isinstance(query, str) or not query.strip() for query in queries):
+            raise InvalidInputError("queries must be non-empty strings")
+        output: list[FloatArray] = []
+        for batch in self._batches(queries, self.query_batch_size, "Embedding queries"):
+            output += self._forward(self.processor.process_queries(texts=list(batch)))
+        return output
+
+    def _forward(self, inputs: Any) -> list[FloatArray]:
+        torch = require("torch", extra="colpali")
+        inputs = inputs.to(self.device)
+        with self._lock, torch.inference_mode():
+            embeddings = self.model(**inputs)  # (batch, seq, dim), padding rows zero
+        mask = inputs["attention_mask"].bool()  # (batch, seq); left or right padding alike
+        return [row[keep].float().cpu().numpy() for row, keep in zip(embeddings, mask, strict=True)]
+
+    def _batches(self, items: Sequence[T], size: int, description: str) -> Iterator[Sequence[T]]:
+        starts: Iterable[int] = range(0, len(items), size)
+        if len(items) > size:
+            from tqdm.auto import tqdm
+
+            disable = None if self.show_progress is None else not self.show_progress
+            starts = tqdm(starts, desc=description, unit="batch", disable=disable)
+        for start in starts:
+            yield items[start : start + size]
+
+
+def _tie_unloaded_weights(model: Any) -> None:
+    """Tie output embeddings that the checkpoint leaves unloaded (on the meta device).
+
+    ColPali checkpoints omit PaliGemma's ``lm_head`` (tied to the token embeddings, never used
+    for retrieval), and ColPali's own ``tie_weights`` does not reach it; tying restores the real
+    model so that every parameter lives on the target device.
+    """
+    if not any(parameter.is_meta for parameter in model.parameters()):
+        return
+    for module in model.modules():
+        if module is not model and hasattr(module, "tie_weights") and hasattr(module, "get_output_embeddings"):
+            module.tie_weights()
+    unloaded = [name for name, parameter in model.named_parameters() if parameter.is_meta]
+    if unloaded:
+        raise ModelError(f"the checkpoint left these weights unloaded: {unloaded[:5]}")
+
+
+def _best_device(torch: Any) -> Any:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")

@@ -1,0 +1,32 @@
+"""What the index needs from an embedding model: two methods, no base class."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = ["MultiVectorEmbedder", "embedder_name"]
+
+
+@runtime_checkable
+class MultiVectorEmbedder(Protocol):
+    """Any late-interaction model: one ``(n_i, dim)`` float32 array per input, padding dropped.
+
+    A ``model_name`` attribute, when present, is recorded in the collection and checked on reopen.
+    """
+
+    def embed_images(self, images: Sequence[Image.Image]) -> list[npt.NDArray[np.float32]]: ...
+
+    def embed_queries(self, queries: Sequence[str]) -> list[npt.NDArray[np.float32]]: ...
+
+
+def embedder_name(embedder: MultiVectorEmbedder) -> str:
+    """The model name an embedder reports, or its class name when it reports none."""
+    name = getattr(embedder, "model_name", None)
+    return str(name) if name else type(embedder).__qualname__

@@ -1,0 +1,725 @@
+"""MilvusMultiVectorStore: page multi-vectors in Milvus Lite, a Milvus server or Zilliz Cloud.
+
+This is the only module that imports pymilvus; its errors are translated into
+:class:`~colpali_milvus.errors.StoreError` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from colpali_milvus.errors import (
+    IndexMismatchError,
+    InvalidInputError,
+    StoreConnectionError,
+    StoreError,
+)
+from colpali_milvus.search.candidates import rank_candidates
+from colpali_milvus.search.maxsim import maxsim_flat
+from colpali_milvus.store.filters import Filter, compile_filter
+from colpali_milvus.store.schema import (
+    MAX_ID_LENGTH,
+    MAX_LABEL_LENGTH,
+    MAX_SOURCE_LENGTH,
+    MAX_TEXT_LENGTH,
+    PAGE_FIELDS_SPEC,
+    SCHEMA_VERSION,
+    VECTOR_FIELDS_SPEC,
+    FieldSpec,
+    IndexConfig,
+)
+from colpali_milvus.types import PAGE_FIELDS, PageHit
+
+__all__ = ["MilvusMultiVectorStore", "StoreInfo"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+FloatArray = npt.NDArray[np.float32]
+
+DEFAULT_DIM = 128
+# A Milvus server returns at most this many rows per query (offset + limit); Lite has no cap, but
+# one code path for both keeps the behaviour the same everywhere.
+QUERY_WINDOW = 16_384
+_INSERT_BATCH_ROWS = 4_096
+_ID_BATCH = 1_000  # ids per `in [...]` expression
+_PROPERTY_PREFIX = "colpali_milvus."
+
+
+@dataclass(frozen=True, slots=True)
+class StoreInfo:
+    """What a store holds and how it was built."""
+
+    collection_name: str
+    backend: str  # "milvus-lite" or "milvus"
+    model_name: str | None
+    dim: int
+    schema_version: int
+    pages: int
+    vectors: int
+
+
+class MilvusMultiVectorStore:
+    """Page multi-vectors, flattened into Milvus: one row per page vector.
+
+    Args:
+        uri: a ``*.db`` path for Milvus Lite (embedded, the default), or ``http://host:19530`` for a
+            Milvus server / cluster, or a Zilliz Cloud endpoint. Same code for all.
+        token: ``"user:password"`` or an API key for a server or Zilliz Cloud. Never logged.
+        collection_name: prefix of the two collections (``<name>_vectors``, ``<name>_pages``).
+        dim: vector dimension; ``None`` takes the existing collection's, or 128 for a new one.
+        model_name: the embedding model; recorded in a new collection and checked on reopen.
+        index: ANN index of the vectors collection.
+        candidates_per_vector: ANN hits gathered per query vector in the first stage.
+        rerank_depth: how many candidate pages (at least ``k``) are rescored by exact MaxSim.
+    """
+
+    def __init__(
+        self,
+        uri: str | PathLike[str] = "milvus.db",
+        *,
+        token: str | None = None,
+        collection_name: str = "colpali",
+        dim: int | None = None,
+        model_name: str | None = None,
+        index: IndexConfig | None = None,
+        candidates_per_vector: int = 50,
+        rerank_depth: int = 32,
+        db_name: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", collection_name):
+            raise InvalidInputError(f"collection_name must be an identifier, got {collection_name!r}")
+        if dim is not None and dim <= 0:
+            raise InvalidInputError(f"dim must be positive, got {dim}")
+        if candidates_per_vector <= 0 or rerank_depth <= 0:
+            raise InvalidInputError("candidates_per_vector and rerank_depth must be positive")
+        self.uri = _normalise_uri(uri)
+        self.collection_name = collection_name
+        self.vectors_collection = f"{collection_name}_vectors"
+        self.pages_collection = f"{collection_name}_pages"
+        self.index = index or IndexConfig()
+        self.candidates_per_vector = candidates_per_vector
+        self.rerank_depth = rerank_depth
+        self._timeout = timeout
+        self._client = self._connect(token, db_name)
+        self._dim, self._model_name = self._open_or_create(dim, model_name)
+
+    # -- public API -------------------------------------------------------------------------
+
+    @property
+    def is_lite(self) -> bool:
+        return _is_lite_uri(self.uri)
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def model_name(self) -> str | None:
+        return self._model_name
+
+    def __repr__(self) -> str:  # never shows the token
+        return (
+            f"{type(self).__name__}(uri={_redact_uri(self.uri)!r}, "
+            f"collection_name={self.collection_name!r}, dim={self._dim}, model_name={self._model_name!r})"
+        )
+
+    def claim_model(self, model_name: str) -> None:
+        """Record ``model_name`` if the collection has none yet; refuse a different one."""
+        if self._model_name == model_name:
+            return
+        if self._model_name is not None:
+            raise IndexMismatchError(
+                f"collection {self.collection_name!r} was built with model {self._model_name!r}, "
+                f"not {model_name!r}; use another collection_name or the original model"
+            )
+        with self._translate("record the model name"):
+            self._client.alter_collection_properties(
+                self.pages_collection, properties={f"{_PROPERTY_PREFIX}model": model_name}
+            )
+        self._model_name = model_name
+
+    def add(
+        self,
+        vectors: Sequence[FloatArray],
+        metadatas: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        ids: Sequence[str] | None = None,
+        texts: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Store pages: one ``(n_i, dim)`` array of vectors per page, with its metadata.
+
+        ``source``, ``page``, ``page_label`` and ``doc_id`` in a metadata dict become typed columns;
+        other keys are kept as JSON and come back in hits. A page whose id already exists is
+        replaced. Returns the page ids (new uuids where ``ids`` is not given).
+        """
+        n_pages = len(vectors)
+        metadatas = list(metadatas) if metadatas is not None else [{} for _ in range(n_pages)]
+        ids = list(ids) if ids is not None else [uuid.uuid4().hex for _ in range(n_pages)]
+        texts = list(texts) if texts is not None else ["" for _ in range(n_pages)]
+        if not (len(metadatas) == len(ids) == len(texts) == n_pages):
+            raise InvalidInputError("vectors, metadatas, ids and texts must have the same length")
+        if len(set(ids)) != len(ids):
+            raise InvalidInputError("page ids must be unique within one add()")
+        pages = [self._validate_page_vectors(v, f"page {i}") for i, v in enumerate(vectors)]
+        columns = [_page_columns(metadata) for metadata in metadatas]
+        for page_id in ids:
+            if not isinstance(page_id, str) or not page_id or len(page_id.encode()) > MAX_ID_LENGTH:
+                raise InvalidInputError(f"page ids must be non-empty strings of <= {MAX_ID_LENGTH} bytes")
+        if not pages:
+            return []
+
+        existing = self.existing_page_ids(ids)
+        if existing:
+            self._delete_page_ids(sorted(existing))
+
+        vector_rows = (
+            {"page_id": page_id, "seq_id": seq, **page_columns, "vector": vector}
+            for page_id, page, page_columns in zip(ids, pages, columns, strict=True)
+            for seq, vector in enumerate(page)
+        )
+        self._insert(self.vectors_collection, vector_rows)
+        # Page rows last: they are the commit markers that make pages visible to search.
+        page_rows = (
+            {
+                "page_id": page_id,
+                **page_columns,
+                "text": _truncate_utf8(text, MAX_TEXT_LENGTH),
+                "n_vectors": int(page.shape[0]),
+                "pooled": _pooled(page),
+            }
+            for page_id, page, page_columns, text in zip(ids, pages, columns, texts, strict=True)
+        )
+        self._insert(self.pages_collection, page_rows)
+        return ids
+
+    def search(
+        self,
+        query_vectors: FloatArray,
+        k: int = 5,
+        filter: Filter | None = None,
+        *,
+        expr: str | None = None,
+    ) -> list[PageHit]:
+        """The ``k`` best pages for a ``(n_q, dim)`` query, best first.
+
+        Candidates come from one ANN request holding every query vector; each candidate is then
+        scored by exact MaxSim over **all** of its vectors. ``filter`` is a structured filter (see
+        :mod:`colpali_milvus.store.filters`); ``expr`` is a raw Milvus expression, ANDed with it,
+        for callers who need the full Milvus language and accept responsibility for escaping.
+        """
+        query = self._validate_query(query_vectors)
+        if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
+            raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+        where = _and(compile_filter(filter), expr)
+
+        per_vector = self._ann_hits(query, where)
+        candidate_ids = rank_candidates(per_vector, max(k, self.rerank_depth))
+        pages = self._page_rows(candidate_ids)
+        page_ids, vectors, offsets = self._fetch_vectors(pages)
+        if not page_ids:
+            return []
+        scores = maxsim_flat(query, vectors, offsets)  # (n_pages,)
+        best = np.argsort(-scores, kind="stable")[:k]
+        return [
+            PageHit(
+                page_id=page_ids[i],
+                score=float(scores[i]),
+                metadata=_hit_metadata(pages[page_ids[i]]),
+                text=str(pages[page_ids[i]].get("text") or ""),
+            )
+            for i in best
+        ]
+
+    def get_vectors(self, page_ids: Sequence[str]) -> dict[str, FloatArray]:
+        """All stored vectors of the given (committed) pages, in sequence order."""
+        pages = self._page_rows(list(page_ids))
+        found, vectors, offsets = self._fetch_vectors(pages)
+        ends = [*offsets[1:].tolist(), vectors.shape[0]]
+        return {page_id: vectors[start:end] for page_id, start, end in zip(found, offsets, ends, strict=True)}
+
+    def existing_page_ids(self, page_ids: Sequence[str]) -> set[str]:
+        """The subset of ``page_ids`` that are stored (committed)."""
+        found: set[str] = set()
+        for batch in _batches(list(dict.fromkeys(page_ids)), _ID_BATCH):
+            rows = self._query(self.pages_collection, _in("page_id", batch), ["page_id"], limit=len(batch))
+            found.update(str(row["page_id"]) for row in rows)
+        return found
+
+    def page_ids(self, filter: Filter | None = None, *, expr: str | None = None) -> list[str]:
+        """Ids of every stored page matching the filter (all pages without one)."""
+        where = _and(compile_filter(filter), expr)
+        return [str(row["page_id"]) for row in self._query_all(self.pages_collection, where, ["page_id"])]
+
+    def delete(
+        self,
+        source: str | None = None,
+        *,
+        doc_ids: Sequence[str] | None = None,
+        page_ids: Sequence[str] | None = None,
+        filter: Filter | None = None,
+    ) -> list[str]:
+        """Delete pages by source path, document ids, page ids or filter; returns the deleted ids.
+
+        At least one criterion is required (all of them must match), so that a bare ``delete()``
+        cannot wipe the collection by accident; use :meth:`drop` for that.
+        """
+        if source is None and doc_ids is None and page_ids is None and not filter:
+            raise InvalidInputError("delete() needs a source, doc_ids, page_ids or filter")
+        if (doc_ids is not None and not doc_ids) or (page_ids is not None and not page_ids):
+            return []
+        clauses: dict[str, Any] = dict(filter or {})
+        if source is not None:
+            clauses["source"] = str(source)
+        if doc_ids is not None:
+            clauses["doc_id"] = {"$in": list(doc_ids)}
+        if page_ids is not None:
+            clauses["page_id"] = {"$in": list(page_ids)}
+        targets = self.page_ids(clauses)
+        self._delete_page_ids(targets)
+        return targets
+
+    def count(self, filter: Filter | None = None) -> int:
+        """Number of stored pages (matching ``filter``)."""
+        return self._count(self.pages_collection, compile_filter(filter))
+
+    def info(self) -> StoreInfo:
+        return StoreInfo(
+            collection_name=self.collection_name,
+            backend="milvus-lite" if self.is_lite else "milvus",
+            model_name=self._model_name,
+            dim=self._dim,
+            schema_version=SCHEMA_VERSION,
+            pages=self._count(self.pages_collection, ""),
+            vectors=self._count(self.vectors_collection, ""),
+        )
+
+    def drop(self) -> None:
+        """Drop both collections (every page, irreversibly)."""
+        with self._translate("drop the collections"):
+            for name in (self.pages_collection, self.vectors_collection):
+                if self._client.has_collection(name):
+                    self._client.drop_collection(name)
+
+    def close(self) -> None:
+        with self._translate("close the connection"):
+            self._client.close()
+
+    def __enter__(self) -> MilvusMultiVectorStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- connection and schema --------------------------------------------------------------
+
+    def _connect(self, token: str | None, db_name: str | None) -> Any:
+        from pymilvus import MilvusClient
+
+        kwargs: dict[str, Any] = {"uri": self.uri}
+        if token:
+            kwargs["token"] = token
+        if db_name:
+            kwargs["db_name"] = db_name
+        if self._timeout is not None:
+            kwargs["timeout"] = self._timeout
+        if self.is_lite:
+            Path(self.uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return MilvusClient(**kwargs)
+        except Exception as error:
+            # The message may echo connection arguments: keep the cause chained, not its text.
+            raise StoreConnectionError(
+                f"cannot connect to Milvus at {_redact_uri(self.uri)} ({type(error).__name__})"
+            ) from _scrub(error, token)
+
+    def _open_or_create(self, dim: int | None, model_name: str | None) -> tuple[int, str | None]:
+        with self._translate("open the collections"):
+            has_pages = self._client.has_collection(self.pages_collection)
+            has_vectors = self._client.has_collection(self.vectors_collection)
+        if has_pages and has_vectors:
+            return self._check_existing(dim, model_name)
+        if has_pages or has_vectors:
+            raise IndexMismatchError(
+                f"collection {self.collection_name!r} is incomplete (only one of "
+                f"{self.pages_collection!r}, {self.vectors_collection!r} exists)"
+            )
+        dim = dim or DEFAULT_DIM
+        self._create(dim, model_name)
+        return dim, model_name
+
+    def _create(self, dim: int, model_name: str | None) -> None:
+        from pymilvus import MilvusClient
+
+        with self._translate("create the collections"):
+            vectors_schema = _build_schema(VECTOR_FIELDS_SPEC, dim, auto_id=True)
+            vector_index = self._client.prepare_index_params()
+            vector_index.add_index(
+                field_name="vector",
+                index_type=self.index.index_type,
+                metric_type=self.index.metric_type,
+                params=dict(self.index.build_params),
+            )
+            self._client.create_collection(
+                self.vectors_collection,
+                schema=vectors_schema,
+                index_params=vector_index,
+                consistency_level="Strong",
+            )
+            pages_schema = _build_schema(PAGE_FIELDS_SPEC, dim, auto_id=False)
+            pages_index = MilvusClient.prepare_index_params()
+            pages_index.add_index(field_name="pooled", index_type="FLAT", metric_type="IP")
+            self._client.create_collection(
+                self.pages_collection,
+                schema=pages_schema,
+                index_params=pages_index,
+                consistency_level="Strong",
+            )
+            properties = {
+                f"{_PROPERTY_PREFIX}schema_version": str(SCHEMA_VERSION),
+                f"{_PROPERTY_PREFIX}dim": str(dim),
+            }
+            if model_name:
+                properties[f"{_PROPERTY_PREFIX}model"] = model_name
+            self._client.alter_collection_properties(self.pages_collection, properties=properties)
+        logger.info("created collections %s and %s (dim=%d)", self.vectors_collection, self.pages_collection, dim)
+
+    def _check_existing(self, dim: int | None, model_name: str | None) -> tuple[int, str | None]:
+        with self._translate("read the collection settings"):
+            description = self._client.describe_collection(self.pages_collection)
+            for name in (self.vectors_collection, self.pages_collection):
+                self._client.load_collection(name)
+        properties = {
+            key[len(_PROPERTY_PREFIX) :]: value
+            for key, value in (description.get("properties") or {}).items()
+            if key.startswith(_PROPERTY_PREFIX)
+        }
+        recorded_version = properties.get("schema_version")
+        if recorded_version != str(SCHEMA_VERSION):
+            raise IndexMismatchError(
+                f"collection {self.collection_name!r} has schema version {recorded_version!r}; this "
+                f"colpali-milvus writes version {SCHEMA_VERSION} (re-index into a new collection)"
+            )
+        recorded_dim = int(properties["dim"])
+        if dim is not None and dim != recorded_dim:
+            raise IndexMismatchError(f"collection {self.collection_name!r} holds {recorded_dim}-d vectors, not {dim}-d")
+        recorded_model = properties.get("model") or None
+        if model_name and recorded_model and model_name != recorded_model:
+            raise IndexMismatchError(
+                f"collection {self.collection_name!r} was built with model {recorded_model!r}, "
+                f"not {model_name!r}; use another collection_name or the original model"
+            )
+        if model_name and not recorded_model:
+            self._model_name = None
+            self._dim = recorded_dim
+            self.claim_model(model_name)
+            return recorded_dim, model_name
+        return recorded_dim, recorded_model
+
+    # -- search stages ----------------------------------------------------------------------
+
+    def _ann_hits(self, query: FloatArray, where: str) -> list[list[tuple[str, float]]]:
+        """One ANN request for all query vectors: per query vector, ``(page_id, similarity)`` hits."""
+        limit = self.candidates_per_vector
+        params = dict(self.index.search_params)
+        if "ef" in params:
+            params["ef"] = max(int(params["ef"]), limit)  # HNSW needs ef >= limit
+        with self._translate("search"):
+            results = self._client.search(
+                self.vectors_collection,
+                data=query.tolist(),
+                limit=limit,
+                filter=where,
+                output_fields=["page_id"],
+                search_params={"metric_type": self.index.metric_type, "params": params},
+            )
+        return [[(str(hit["entity"]["page_id"]), float(hit["distance"])) for hit in hits] for hits in results]
+
+    def _page_rows(self, page_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Committed page rows by id, in the order of ``page_ids`` (uncommitted ids are dropped)."""
+        fields = ["page_id", *PAGE_FIELDS, "metadata", "text", "n_vectors"]
+        found: dict[str, dict[str, Any]] = {}
+        for batch in _batches(list(page_ids), _ID_BATCH):
+            for row in self._query(self.pages_collection, _in("page_id", batch), fields, limit=len(batch)):
+                found[str(row["page_id"])] = row
+        return {page_id: found[page_id] for page_id in page_ids if page_id in found}
+
+    def _fetch_vectors(
+        self, pages: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[list[str], FloatArray, npt.NDArray[np.int64]]:
+        """Every vector of every given page, page after page: ``(ids, (rows, dim), offsets)``.
+
+        Pages are fetched in groups whose rows fit one query window, so no result is ever cut
+        short; a page whose stored row count differs from its recorded count is skipped, never
+        scored on a subset.
+        """
+        by_page: dict[str, list[tuple[int, list[float]]]] = {page_id: [] for page_id in pages}
+        for group in _windows(pages):
+            expected = sum(int(pages[page_id]["n_vectors"]) for page_id in group)
+            where = _in("page_id", group)
+            fields = ["page_id", "seq_id", "vector"]
+            if expected <= QUERY_WINDOW:
+                rows = self._query(self.vectors_collection, where, fields, expected)
+            else:  # a single page larger than the window: page through it by seq_id
+                rows = []
+                for low in range(0, expected, QUERY_WINDOW):
+                    bounded = f"{where} and seq_id >= {low} and seq_id < {low + QUERY_WINDOW}"
+                    rows += self._query(self.vectors_collection, bounded, fields, QUERY_WINDOW)
+            for row in rows:
+                by_page[str(row["page_id"])].append((int(row["seq_id"]), row["vector"]))
+
+        ids: list[str] = []
+        blocks: list[FloatArray] = []
+        for page_id, page_rows in by_page.items():
+            expected = int(pages[page_id]["n_vectors"])
+            if len(page_rows) != expected:
+                logger.warning("skipping page %s: %d of %d vectors stored", page_id, len(page_rows), expected)
+                continue
+            page_rows.sort(key=lambda row: row[0])
+            ids.append(page_id)
+            blocks.append(np.asarray([vector for _, vector in page_rows], dtype=np.float32))
+        if not blocks:
+            return [], np.empty((0, self._dim), dtype=np.float32), np.empty(0, dtype=np.int64)
+        lengths = np.fromiter((block.shape[0] for block in blocks), dtype=np.int64, count=len(blocks))
+        offsets = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+        return ids, np.concatenate(blocks), offsets
+
+    # -- validation -------------------------------------------------------------------------
+
+    def _validate_page_vectors(self, vectors: Any, what: str) -> FloatArray:
+        array = np.asarray(vectors, dtype=np.float32)
+        if array.ndim != 2 or array.shape[0] == 0:
+            raise InvalidInputError(f"{what}: expected a non-empty (n, {self._dim}) array, got shape {array.shape}")
+        if array.shape[1] != self._dim:
+            raise InvalidInputError(f"{what}: vectors have dim {array.shape[1]}, the collection holds {self._dim}")
+        if not np.isfinite(array).all():
+            raise InvalidInputError(f"{what}: vectors contain NaN or infinity")
+        return array
+
+    def _validate_query(self, query_vectors: Any) -> FloatArray:
+        return self._validate_page_vectors(query_vectors, "query")
+
+    # -- pymilvus plumbing ------------------------------------------------------------------
+
+    @contextmanager
+    def _translate(self, operation: str) -> Iterator[None]:
+        """Translate pymilvus and transport errors into the library's StoreError tree."""
+        from pymilvus.exceptions import MilvusException
+
+        try:
+            yield
+        except MilvusException as error:
+            message = getattr(error, "message", None) or str(error)
+            error_type = StoreConnectionError if _looks_like_connection_error(error) else StoreError
+            raise error_type(
+                f"Milvus could not {operation} on {self.collection_name!r} at {_redact_uri(self.uri)}: {message}"
+            ) from error
+        except (ConnectionError, TimeoutError, OSError) as error:
+            raise StoreConnectionError(
+                f"Milvus could not {operation} on {self.collection_name!r} at {_redact_uri(self.uri)}: {error}"
+            ) from error
+
+    def _query(self, collection: str, where: str, fields: list[str], limit: int) -> list[dict[str, Any]]:
+        with self._translate("query"):
+            return list(self._client.query(collection, filter=where, output_fields=fields, limit=limit))
+
+    def _query_all(self, collection: str, where: str, fields: list[str]) -> list[dict[str, Any]]:
+        """All matching rows, paged by primary key so no server result window is exceeded."""
+        primary = "page_id" if collection == self.pages_collection else "pk"
+        rows: list[dict[str, Any]] = []
+        last: Any = None
+        while True:
+            bound = "" if last is None else f"{primary} > {_scalar_literal(last)}"
+            batch = self._query(collection, _and(where, bound), list({primary, *fields}), QUERY_WINDOW)
+            if not batch:
+                return rows
+            batch.sort(key=lambda row: row[primary])
+            rows += batch
+            if len(batch) < QUERY_WINDOW:
+                return rows
+            last = batch[-1][primary]
+
+    def _count(self, collection: str, where: str) -> int:
+        with self._translate("count rows"):
+            result = self._client.query(collection, filter=where, output_fields=["count(*)"])
+        return int(result[0]["count(*)"])
+
+    def _insert(self, collection: str, rows: Iterator[dict[str, Any]]) -> None:
+        batch: list[dict[str, Any]] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) == _INSERT_BATCH_ROWS:
+                self._insert_batch(collection, batch)
+                batch = []
+        if batch:
+            self._insert_batch(collection, batch)
+
+    def _insert_batch(self, collection: str, batch: list[dict[str, Any]]) -> None:
+        with self._translate("insert"):
+            self._client.insert(collection, batch)
+
+    def _delete_page_ids(self, page_ids: Sequence[str]) -> None:
+        # Page rows first: the pages stop being visible before their vectors go.
+        for batch in _batches(list(page_ids), _ID_BATCH):
+            with self._translate("delete"):
+                self._client.delete(self.pages_collection, filter=_in("page_id", batch))
+                self._client.delete(self.vectors_collection, filter=_in("page_id", batch))
+
+
+# -- helpers (pure) -------------------------------------------------------------------------
+
+
+def _build_schema(fields: Sequence[FieldSpec], dim: int, *, auto_id: bool) -> Any:
+    from pymilvus import DataType, MilvusClient
+
+    schema = MilvusClient.create_schema(auto_id=auto_id, enable_dynamic_field=False)
+    for spec in fields:
+        params = dict(spec.params)
+        if spec.kind.endswith("_VECTOR"):
+            params["dim"] = dim
+        schema.add_field(spec.name, getattr(DataType, spec.kind), is_primary=spec.is_primary, **params)
+    return schema
+
+
+def _page_columns(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Split a metadata dict into typed page columns and the JSON ``metadata`` column."""
+    if not isinstance(metadata, Mapping):
+        raise InvalidInputError(f"metadata must be a mapping, got {type(metadata).__name__}")
+    source = metadata.get("source", "")
+    page = metadata.get("page", 0)
+    if isinstance(page, bool) or not isinstance(page, int | np.integer):
+        raise InvalidInputError(f"metadata 'page' must be an int, got {page!r}")
+    label = metadata.get("page_label")
+    doc_id, source = str(metadata.get("doc_id", "")), str(source)
+    if len(source.encode()) > MAX_SOURCE_LENGTH:
+        raise InvalidInputError(f"source is longer than {MAX_SOURCE_LENGTH} bytes")
+    if len(doc_id.encode()) > MAX_ID_LENGTH:
+        raise InvalidInputError(f"doc_id is longer than {MAX_ID_LENGTH} bytes")
+    page_label = str(label) if label is not None else (str(page) if page else "")
+    columns: dict[str, Any] = {
+        "doc_id": doc_id,
+        "source": source,
+        "page": int(page),
+        "page_label": _truncate_utf8(page_label, MAX_LABEL_LENGTH),
+    }
+    extra = {key: value for key, value in metadata.items() if key not in PAGE_FIELDS}
+    for key in extra:
+        if not isinstance(key, str):
+            raise InvalidInputError(f"metadata keys must be strings, got {key!r}")
+    columns["metadata"] = _json_safe(extra)
+    return columns
+
+
+def _json_safe(value: Any) -> Any:
+    """Metadata as plain JSON values (numpy scalars unwrapped, paths as strings); rejects the rest."""
+    if isinstance(value, Mapping):
+        return {str(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, PathLike):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInputError("metadata values must be finite numbers")
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise InvalidInputError(f"metadata values must be JSON values, got {type(value).__name__}")
+
+
+def _hit_metadata(row: Mapping[str, Any]) -> dict[str, Any]:
+    metadata = dict(row.get("metadata") or {})
+    metadata.update({name: row[name] for name in PAGE_FIELDS if name in row})
+    return metadata
+
+
+def _pooled(page: FloatArray) -> list[float]:
+    mean = page.mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    pooled: list[float] = (mean / norm if norm > 0 else mean).tolist()
+    return pooled
+
+
+def _truncate_utf8(text: str, max_bytes: int) -> str:
+    encoded = text.encode("utf-8")
+    if len(encoded) <= max_bytes:
+        return text
+    return encoded[:max_bytes].decode("utf-8", errors="ignore")
+
+
+def _scalar_literal(value: Any) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(int(value))
+
+
+def _in(field: str, values: Sequence[str]) -> str:
+    return compile_filter({field: {"$in": list(values)}})
+
+
+def _and(*clauses: str | None) -> str:
+    present = [clause for clause in clauses if clause]
+    if len(present) <= 1:
+        return present[0] if present else ""
+    return " and ".join(f"({clause})" for clause in present)
+
+
+def _batches(items: list[T], size: int) -> Iterator[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _windows(pages: Mapping[str, Mapping[str, Any]]) -> Iterator[list[str]]:
+    """Group page ids so each group's vector rows fit one query window (a big page goes alone)."""
+    group: list[str] = []
+    rows = 0
+    for page_id, row in pages.items():
+        n = int(row["n_vectors"])
+        if group and (rows + n > QUERY_WINDOW or len(group) == _ID_BATCH):
+            yield group
+            group, rows = [], 0
+        group.append(page_id)
+        rows += n
+    if group:
+        yield group
+
+
+def _normalise_uri(uri: str | PathLike[str]) -> str:
+    text = str(uri)
+    if _is_lite_uri(text):
+        return str(Path(text).expanduser())
+    return text
+
+
+def _is_lite_uri(uri: str) -> bool:
+    return not re.match(r"^[a-z][a-z0-9+.-]*://", uri, flags=re.IGNORECASE)
+
+
+def _redact_uri(uri: str) -> str:
+    """The uri without any ``user:password@`` part."""
+    return re.sub(r"(://)[^/@]*@", r"\1***@", uri)
+
+
+def _looks_like_connection_error(error: Exception) -> bool:
+    text = str(error).lower()
+    return any(word in text for word in ("unavailable", "connect", "deadline", "timeout", "closed"))
+
+
+def _scrub(error: BaseException, token: str | None) -> BaseException:
+    """Replace an exception whose message contains the token by one that does not."""
+    if token and token in str(error):
+        return StoreConnectionError(str(error).replace(token, "***"))
+    return error
