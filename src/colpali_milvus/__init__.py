@@ -36,10 +36,10 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFAULT_MODEL",
     "ColPaliEmbedder",
     "ColPaliIndex",
     "ColPaliMilvusError",
+    "DEFAULT_MODEL",
     "DocumentError",
     "FilterError",
     "IndexConfig",

@@ -137,10 +137,11 @@ class ColPaliIndex:
         page_ids: list[str] = []
         for batch in _chunks(pages, self.ingest_batch_size):
             ids = [page.page_id for page in batch]
-            if len(set(ids)) != len(ids):
-                raise InvalidInputError("two pages in one batch have the same page id")
             stored = self.store.existing_page_ids(ids)
-            new = [page for page in batch if page.page_id not in stored]
+            unique: dict[str, Page] = {}  # same id = same content and page number: embed it once
+            for page in batch:
+                unique.setdefault(page.page_id, page)
+            new = [page for page_id, page in unique.items() if page_id not in stored]
             if new:
                 vectors = self.embedder.embed_images([page.image for page in new])
                 for page in new:  # images first: a committed page always has its image
@@ -152,7 +153,7 @@ class ColPaliIndex:
                     texts=[page.text for page in new],
                 )
             page_ids += ids
-            logger.info("stored %d new pages (%d already present)", len(new), len(batch) - len(new))
+            logger.info("stored %d new pages (%d already present)", len(new), len(unique) - len(new))
         return page_ids
 
     def _add_document(self, pages: Iterator[Page]) -> list[str]:

@@ -1,0 +1,222 @@
+"""MilvusMultiVectorStore on a real Milvus Lite file, without any model."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import unit_vectors
+
+from colpali_milvus import (
+    IndexMismatchError,
+    InvalidInputError,
+    MilvusMultiVectorStore,
+    StoreError,
+    maxsim,
+)
+from colpali_milvus.store.schema import SCHEMA_VERSION
+
+store_module = importlib.import_module("colpali_milvus.store.milvus")
+DIM = 16
+
+
+def planted_corpus(rng: np.random.Generator, n_pages: int = 12, n_vectors: int = 40) -> list[np.ndarray]:
+    return [unit_vectors(rng, n_vectors, DIM) for _ in range(n_pages)]
+
+
+def test_search_finds_the_planted_page_with_exact_maxsim(store: MilvusMultiVectorStore) -> None:
+    rng = np.random.default_rng(0)
+    pages = planted_corpus(rng)
+    ids = store.add(pages, [{"source": f"doc{i}.pdf", "page": i + 1, "topic": i % 3} for i in range(len(pages))])
+    query = pages[5][[1, 7, 30]] + rng.normal(scale=0.05, size=(3, DIM)).astype(np.float32)
+
+    hits = store.search(query, k=4)
+
+    exact = maxsim(query, pages)
+    assert hits[0].page_id == ids[5]
+    assert [hit.page_id for hit in hits] == [ids[i] for i in np.argsort(-exact)[:4]]
+    for hit in hits:
+        assert hit.score == pytest.approx(float(exact[ids.index(hit.page_id)]), abs=1e-4)
+    assert hits[0].metadata == {"source": "doc5.pdf", "page": 6, "page_label": "6", "doc_id": "", "topic": 2}
+    assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
+
+
+def test_a_page_is_scored_on_all_of_its_vectors_never_a_window(
+    store: MilvusMultiVectorStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(1)
+    # The best match for the query sits at the very end of a long page.
+    long_page = unit_vectors(rng, 300, DIM)
+    others = planted_corpus(rng, n_pages=3, n_vectors=30)
+    query = long_page[-3:].copy()
+    ids = store.add([long_page, *others], [{"page": i + 1} for i in range(4)])
+    monkeypatch.setattr(store_module, "QUERY_WINDOW", 64)  # like the tutorial's 1,000-row cap, but smaller
+
+    hits = store.search(query, k=4)
+
+    by_id = {hit.page_id: hit.score for hit in hits}
+    assert by_id[ids[0]] == pytest.approx(float(maxsim(query, [long_page])[0]), abs=1e-4)
+    assert by_id[ids[0]] == pytest.approx(3.0, abs=1e-3)
+    assert store.get_vectors([ids[0]])[ids[0]].shape == (300, DIM)
+    np.testing.assert_allclose(store.get_vectors([ids[0]])[ids[0]], long_page, atol=1e-6)
+
+
+def test_filters_reach_the_ann_stage(store: MilvusMultiVectorStore) -> None:
+    rng = np.random.default_rng(2)
+    pages = planted_corpus(rng)
+    tricky = 'a"b\\c [x] or page > 0.pdf'
+    metadatas = [
+        {"source": tricky if i == 3 else f"doc{i}.pdf", "page": i + 1, "topic": i % 3, "lang": "en" if i < 6 else "fr"}
+        for i in range(len(pages))
+    ]
+    ids = store.add(pages, metadatas)
+    query = pages[3][:4]
+
+    assert [hit.page_id for hit in store.search(query, k=3, filter={"source": tricky})] == [ids[3]]
+    only_fr = store.search(query, k=12, filter={"lang": "fr"})
+    assert {hit.metadata["lang"] for hit in only_fr} == {"fr"}
+    assert len(only_fr) == 6
+    pages_1_2 = store.search(query, k=12, filter={"page": [1, 2]})
+    assert sorted(hit.page for hit in pages_1_2) == [1, 2]
+    either = store.search(query, k=12, filter={"$or": [{"topic": 0}, {"page": {"$gte": 12}}]})
+    assert {hit.page for hit in either} == {1, 4, 7, 10, 12}
+    raw = store.search(query, k=12, expr="page <= 2")
+    assert sorted(hit.page for hit in raw) == [1, 2]
+    assert store.search(query, k=3, filter={"source": '" or source != "'}) == []
+
+
+def test_count_info_delete_and_page_ids(store: MilvusMultiVectorStore) -> None:
+    rng = np.random.default_rng(3)
+    pages = planted_corpus(rng, n_pages=6, n_vectors=10)
+    ids = store.add(pages, [{"source": f"doc{i % 2}.pdf", "page": i + 1, "doc_id": f"d{i % 2}"} for i in range(6)])
+
+    info = store.info()
+    assert (info.pages, info.vectors, info.dim, info.schema_version) == (6, 60, DIM, SCHEMA_VERSION)
+    assert info.backend == "milvus-lite"
+    assert store.count({"source": "doc0.pdf"}) == 3
+
+    deleted = store.delete("doc0.pdf")
+    assert sorted(deleted) == sorted(ids[0::2])
+    assert store.count() == 3
+    assert store.info().vectors == 30
+    assert store.delete(doc_ids=["d1"]) and store.count() == 0
+    assert store.delete(page_ids=[]) == []
+    with pytest.raises(InvalidInputError):
+        store.delete()
+
+
+def test_adding_an_existing_id_replaces_the_page(store: MilvusMultiVectorStore) -> None:
+    rng = np.random.default_rng(4)
+    first, second = unit_vectors(rng, 10, DIM), unit_vectors(rng, 25, DIM)
+    store.add([first], [{"page": 1}], ids=["same-id"])
+    store.add([second], [{"page": 2}], ids=["same-id"])
+
+    assert store.count() == 1
+    assert store.info().vectors == 25
+    assert store.get_vectors(["same-id"])["same-id"].shape == (25, DIM)
+    assert store.search(second[:2], k=1)[0].metadata["page"] == 2
+
+
+def test_pages_without_a_commit_marker_are_never_returned(store: MilvusMultiVectorStore) -> None:
+    rng = np.random.default_rng(5)
+    committed = unit_vectors(rng, 10, DIM)
+    store.add([committed], [{"page": 1}], ids=["committed"])
+    # Vector rows of a page whose page row was never written (as after a crash mid-ingestion).
+    orphan = unit_vectors(rng, 10, DIM)
+    store._insert(
+        store.vectors_collection,
+        iter(
+            {"page_id": "orphan", "seq_id": i, "doc_id": "", "source": "", "page": 2, "page_label": "2", "metadata": {},
+             "vector": vector.tolist()}
+            for i, vector in enumerate(orphan)
+        ),
+    )
+
+    hits = store.search(orphan[:3], k=5)
+
+    assert [hit.page_id for hit in hits] == ["committed"]
+    assert store.existing_page_ids(["committed", "orphan"]) == {"committed"}
+
+
+@pytest.mark.parametrize(
+    ("vectors", "message"),
+    [
+        (np.zeros((0, DIM), np.float32), "non-empty"),
+        (np.zeros((3, DIM + 1), np.float32), "dim"),
+        (np.full((3, DIM), np.nan, np.float32), "NaN"),
+        (np.zeros(DIM, np.float32), "non-empty"),
+    ],
+)
+def test_bad_vectors_are_refused_before_reaching_milvus(
+    store: MilvusMultiVectorStore, vectors: np.ndarray, message: str
+) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        store.add([vectors])
+    with pytest.raises(InvalidInputError, match=message):
+        store.search(vectors)
+    assert store.count() == 0
+
+
+def test_bad_arguments_are_refused(store: MilvusMultiVectorStore) -> None:
+    query = np.ones((2, DIM), np.float32)
+    for k in (0, -1, 1.5, True):
+        with pytest.raises(InvalidInputError):
+            store.search(query, k=k)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        store.add([query], [{}, {}])
+    with pytest.raises(InvalidInputError):
+        store.add([query, query], ids=["x", "x"])
+    with pytest.raises(InvalidInputError):
+        store.add([query], [{"page": "one"}])
+    with pytest.raises(InvalidInputError):
+        store.add([query], [{"when": object()}])
+    with pytest.raises(InvalidInputError):
+        MilvusMultiVectorStore("x.db", collection_name="bad-name")
+
+
+def test_raw_expressions_that_milvus_rejects_raise_store_error(store: MilvusMultiVectorStore) -> None:
+    store.add([np.ones((2, DIM), np.float32)])
+    with pytest.raises(StoreError) as raised:
+        store.search(np.ones((1, DIM), np.float32), expr="no_such_field == 1")
+    assert raised.value.__cause__ is not None
+
+
+def test_reopen_checks_model_dim_and_schema(lite_uri: str) -> None:
+    with MilvusMultiVectorStore(lite_uri, collection_name="c", dim=DIM, model_name="m/one") as store:
+        store.add([np.ones((2, DIM), np.float32)])
+
+    with MilvusMultiVectorStore(lite_uri, collection_name="c") as reopened:
+        assert (reopened.dim, reopened.model_name, reopened.count()) == (DIM, "m/one", 1)
+    with pytest.raises(IndexMismatchError, match="m/one"):
+        MilvusMultiVectorStore(lite_uri, collection_name="c", model_name="m/two")
+    with pytest.raises(IndexMismatchError, match="16-d"):
+        MilvusMultiVectorStore(lite_uri, collection_name="c", dim=128)
+
+
+def test_a_model_name_is_recorded_once_then_enforced(lite_uri: str) -> None:
+    with MilvusMultiVectorStore(lite_uri, collection_name="c", dim=DIM) as store:
+        assert store.model_name is None
+        store.claim_model("m/one")
+        store.claim_model("m/one")
+        with pytest.raises(IndexMismatchError):
+            store.claim_model("m/two")
+    with MilvusMultiVectorStore(lite_uri, collection_name="c") as reopened:
+        assert reopened.model_name == "m/one"
+
+
+def test_other_schema_versions_are_refused(lite_uri: str) -> None:
+    with MilvusMultiVectorStore(lite_uri, collection_name="c", dim=DIM) as store:
+        store._client.alter_collection_properties(
+            store.pages_collection, properties={"colpali_milvus.schema_version": "0"}
+        )
+    with pytest.raises(IndexMismatchError, match="schema version"):
+        MilvusMultiVectorStore(lite_uri, collection_name="c")
+
+
+def test_repr_hides_credentials(tmp_path: Path) -> None:
+    store = MilvusMultiVectorStore.__new__(MilvusMultiVectorStore)
+    store.uri, store.collection_name, store._dim, store._model_name = "https://user:secret@host:19530", "c", 8, None
+    assert "secret" not in repr(store)
+    assert store_module._redact_uri("http://u:p@h:1/x") == "http://***@h:1/x"
