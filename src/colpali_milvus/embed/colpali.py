@@ -108,7 +108,8 @@ class ColPaliEmbedder:
         if any(not isinstance(query, str) or not query.strip() for query in queries):
             raise InvalidInputError("queries must be non-empty strings")
         output: list[FloatArray] = []
-        for batch in self._batches(queries, self.query_batch_size, "Embedding queries"):
+        batch_size = self.query_batch_size if self.family.batch_queries else 1
+        for batch in self._batches(queries, batch_size, "Embedding queries"):
             output += self._forward(self.processor.process_queries(texts=list(batch)))
         return output
 

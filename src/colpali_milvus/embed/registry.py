@@ -27,10 +27,14 @@ class ModelFamily:
     model_types: tuple[str, ...]
     model_class: str  # in colpali_engine.models
     processor_class: str  # in colpali_engine.models
+    # PaliGemma's SDPA attention (transformers 5) gives a query other embeddings once it is padded
+    # next to a longer one; such families embed queries one at a time so results never depend on
+    # what else is in the batch. Pages are unaffected: their sequences all have one length.
+    batch_queries: bool = True
 
 
 FAMILIES: tuple[ModelFamily, ...] = (
-    ModelFamily("colpali", ("paligemma",), "ColPali", "ColPaliProcessor"),
+    ModelFamily("colpali", ("paligemma",), "ColPali", "ColPaliProcessor", batch_queries=False),
     ModelFamily("colqwen2", ("qwen2_vl",), "ColQwen2", "ColQwen2Processor"),
     ModelFamily("colqwen2.5", ("qwen2_5_vl",), "ColQwen2_5", "ColQwen2_5_Processor"),
     ModelFamily("colidefics3", ("idefics3",), "ColIdefics3", "ColIdefics3Processor"),
