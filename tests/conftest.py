@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import ColourEmbedder, PdfPage, write_pdf  # noqa: E402
+from helpers import ColourEmbedder, PdfPage, write_pdf
 
 
 @pytest.fixture

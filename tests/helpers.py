@@ -107,11 +107,11 @@ def write_pdf(path: Path, pages: Sequence[PdfPage], *, roman_front_pages: int = 
             f"BT /F1 14 Tf 72 {page.height - 72 - 20 * i:.0f} Td ({_escape(line)}) Tj ET\n"
             for i, line in enumerate(page.lines)
         )
-        stream = (
-            f"{r} {g} {b} rg 36 36 {page.width - 72:.0f} {page.height / 2:.0f} re f\n0 0 0 rg\n{text}"
-        ).encode()
+        stream = (f"{r} {g} {b} rg 36 36 {page.width - 72:.0f} {page.height / 2:.0f} re f\n0 0 0 rg\n{text}").encode()
         compressed = zlib.compress(stream)
-        content = add(b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(compressed) + compressed + b"\nendstream")
+        content = add(
+            b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(compressed) + compressed + b"\nendstream"
+        )
         page_refs.append(
             add(
                 (

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("colpali_engine", reason="the colpali extra is not installed")
 
-from models.tiny import build_colpali, build_colqwen2, build_lora_adapter  # noqa: E402
+from models.tiny import build_colpali, build_colqwen2, build_lora_adapter
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import PdfPage, write_pdf
 from PIL import Image
 
 from colpali_milvus import ColPaliEmbedder, ColPaliIndex, InvalidInputError, MilvusMultiVectorStore, ModelError, maxsim
 from colpali_milvus.embed import MultiVectorEmbedder
+from helpers import PdfPage, write_pdf
 
 pytestmark = pytest.mark.models
 
@@ -22,16 +22,23 @@ QUERIES = ["total revenue", "which chart shows the growth of the population over
 
 @pytest.fixture(scope="module")
 def embedders(tiny_checkpoints: dict[str, Path]) -> dict[str, ColPaliEmbedder]:
-    return {name: ColPaliEmbedder(str(path), batch_size=2, show_progress=False) for name, path in tiny_checkpoints.items()}
+    return {
+        name: ColPaliEmbedder(str(path), batch_size=2, show_progress=False) for name, path in tiny_checkpoints.items()
+    }
 
 
-@pytest.mark.parametrize(("name", "family"), [("colpali", "colpali"), ("colqwen2", "colqwen2"), ("colpali-lora", "colpali")])
-def test_family_is_read_from_the_checkpoint_config(embedders: dict[str, ColPaliEmbedder], name: str, family: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "family"), [("colpali", "colpali"), ("colqwen2", "colqwen2"), ("colpali-lora", "colpali")]
+)
+def test_family_is_read_from_the_checkpoint_config(
+    embedders: dict[str, ColPaliEmbedder], name: str, family: str
+) -> None:
     embedder = embedders[name]
     assert embedder.family.name == family
     assert isinstance(embedder, MultiVectorEmbedder)
     assert embedder.dim == 128
-    assert str(embedder.device) == "cpu" and embedder.dtype == torch.float32
+    assert str(embedder.device) == "cpu"
+    assert embedder.dtype == torch.float32
 
 
 @pytest.mark.parametrize("name", ["colpali", "colqwen2"])
@@ -43,7 +50,8 @@ def test_padding_rows_are_dropped_whichever_side_pads(embedders: dict[str, ColPa
 
     assert batched[0].shape[0] < batched[1].shape[0]  # different lengths: padding was needed
     for together, single in zip(batched, alone, strict=True):
-        assert together.dtype == np.float32 and together.shape[1] == 128
+        assert together.dtype == np.float32
+        assert together.shape[1] == 128
         np.testing.assert_allclose(together, single, atol=1e-4)
         np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-4)  # no zero rows
 
@@ -59,7 +67,9 @@ def test_pages_embed_in_batches_as_if_alone(embedders: dict[str, ColPaliEmbedder
         assert np.isfinite(together).all()
 
 
-def test_the_lora_adapter_is_applied_on_top_of_its_base(embedders: dict[str, ColPaliEmbedder], tiny_checkpoints: dict[str, Path]) -> None:
+def test_the_lora_adapter_is_applied_on_top_of_its_base(
+    embedders: dict[str, ColPaliEmbedder], tiny_checkpoints: dict[str, Path]
+) -> None:
     adapter_config = json.loads((tiny_checkpoints["colpali-lora"] / "adapter_config.json").read_text())
     assert adapter_config["base_model_name_or_path"] == str(tiny_checkpoints["colpali"])
     assert not (tiny_checkpoints["colpali-lora"] / "config.json").exists()  # like vidore/colpali-v1.3

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import PdfPage, write_pdf
 from PIL import Image
 
 from colpali_milvus import DocumentError
 from colpali_milvus.pages import read_image, read_pdf
+from helpers import PdfPage, write_pdf
 
 
 def test_pages_carry_source_number_label_text_and_image(colour_pdf: Path) -> None:
@@ -25,7 +25,9 @@ def test_pages_carry_source_number_label_text_and_image(colour_pdf: Path) -> Non
     assert pages[0].image.size == (612, 792)  # US Letter at 72 dpi
     assert pages[0].image.mode == "RGB"
     r, g, b = pages[0].image.getpixel((300, 600))  # the red figure (bottom half; image y grows down)
-    assert r > 200 and g < 60 and b < 60
+    assert r > 200
+    assert g < 60
+    assert b < 60
 
 
 def test_dpi_scales_the_render_and_huge_pages_are_capped(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import unit_vectors
 
 from colpali_milvus import (
     IndexMismatchError,
@@ -17,6 +16,7 @@ from colpali_milvus import (
     maxsim,
 )
 from colpali_milvus.store.schema import SCHEMA_VERSION
+from helpers import unit_vectors
 
 store_module = importlib.import_module("colpali_milvus.store.milvus")
 DIM = 16
@@ -101,7 +101,8 @@ def test_count_info_delete_and_page_ids(store: MilvusMultiVectorStore) -> None:
     assert sorted(deleted) == sorted(ids[0::2])
     assert store.count() == 3
     assert store.info().vectors == 30
-    assert store.delete(doc_ids=["d1"]) and store.count() == 0
+    assert store.delete(doc_ids=["d1"])
+    assert store.count() == 0
     assert store.delete(page_ids=[]) == []
     with pytest.raises(InvalidInputError):
         store.delete()
@@ -128,8 +129,16 @@ def test_pages_without_a_commit_marker_are_never_returned(store: MilvusMultiVect
     store._insert(
         store.vectors_collection,
         iter(
-            {"page_id": "orphan", "seq_id": i, "doc_id": "", "source": "", "page": 2, "page_label": "2", "metadata": {},
-             "vector": vector.tolist()}
+            {
+                "page_id": "orphan",
+                "seq_id": i,
+                "doc_id": "",
+                "source": "",
+                "page": 2,
+                "page_label": "2",
+                "metadata": {},
+                "vector": vector.tolist(),
+            }
             for i, vector in enumerate(orphan)
         ),
     )

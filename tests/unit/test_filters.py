@@ -71,7 +71,8 @@ def test_unsafe_or_ill_typed_filters_are_refused(bad: object) -> None:
 
 def _parse_string_literal(expression: str) -> str:
     """Undo the escaping of one double-quoted literal, the way Milvus's parser reads it."""
-    assert expression.startswith('source == "') and expression.endswith('"')
+    assert expression.startswith('source == "')
+    assert expression.endswith('"')
     body = expression[len('source == "') : -1]
     out, i = [], 0
     escapes = {"\\": "\\", '"': '"', "n": "\n", "r": "\r", "t": "\t"}
@@ -87,6 +88,13 @@ def _parse_string_literal(expression: str) -> str:
     return "".join(out)
 
 
-@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f\x7f")))
+@given(
+    st.text(
+        alphabet=st.characters(
+            blacklist_categories=("Cs",),
+            blacklist_characters="\x00\x01\x02\x03\x04\x05\x06\x07\x08\x0b\x0c\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f\x7f",
+        )
+    )
+)
 def test_any_string_value_stays_one_literal(value: str) -> None:
     assert _parse_string_literal(compile_filter({"source": value})) == value
