@@ -182,9 +182,9 @@ class MilvusMultiVectorStore:
         if not pages:
             return []
 
-        existing = self.existing_page_ids(ids)
-        if existing:
-            self._delete_page_ids(sorted(existing))
+        # Clear every row of these ids first: a replaced page, or vector rows orphaned by a crash
+        # before their commit marker, must not mix with the new rows.
+        self._delete_page_ids(ids)
 
         vector_rows = (
             {"page_id": page_id, "seq_id": seq, **page_columns, "vector": vector}

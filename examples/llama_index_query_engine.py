@@ -1,0 +1,75 @@
+"""A LlamaIndex multimodal query engine over ColPali page retrieval.
+
+    python examples/llama_index_query_engine.py --pdf report.pdf --question "What was Q3 revenue?"
+    python examples/llama_index_query_engine.py --pdf report.pdf --openai gpt-4o-mini  # needs llama-index-llms-openai
+
+Pages are indexed, retrieved as ImageNodes, and RetrieverQueryEngine(multimodal=True) hands them to
+the LLM as image blocks. Without --openai the LLM is a stand-in that reports how many page images it
+received.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from llama_index.core.base.llms.types import ChatMessage, ChatResponse, CompletionResponse, ImageBlock, LLMMetadata
+from llama_index.core.llms import LLM, CustomLLM
+from llama_index.core.query_engine import RetrieverQueryEngine
+
+from colpali_milvus import DEFAULT_MODEL, ColPaliIndex
+from colpali_milvus.llama_index import ColPaliRetriever
+
+
+class ImageCountingLLM(CustomLLM):
+    """Stand-in for a multimodal chat LLM: says how many image blocks each call carried."""
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(is_chat_model=True, model_name="image-counting-stand-in")
+
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        images = sum(isinstance(block, ImageBlock) for message in messages for block in message.blocks)
+        return ChatResponse(message=ChatMessage(role="assistant", content=f"(stand-in LLM) saw {images} page image(s)"))
+
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return CompletionResponse(text="(stand-in LLM) text only")
+
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pdf", type=Path, required=True)
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="ColPali-family checkpoint (hub id or folder)")
+    parser.add_argument("--uri", help="Milvus uri (default: a temporary Milvus Lite file)")
+    parser.add_argument("--question", default="What does the main chart show?")
+    parser.add_argument("--top-k", type=int, default=2)
+    parser.add_argument("--openai", metavar="MODEL", help="use llama-index-llms-openai's OpenAI with this model")
+    args = parser.parse_args()
+
+    index = ColPaliIndex.from_model(args.model, uri=args.uri or str(Path(tempfile.mkdtemp()) / "engine.db"))
+    index.add_pdf(args.pdf)
+
+    if args.openai:
+        from llama_index.llms.openai import OpenAI  # type: ignore[import-not-found]
+
+        llm: LLM = OpenAI(model=args.openai)
+    else:
+        llm = ImageCountingLLM()
+
+    engine = RetrieverQueryEngine.from_args(
+        retriever=ColPaliRetriever(index=index, similarity_top_k=args.top_k), llm=llm, multimodal=True
+    )
+    response = engine.query(args.question)
+    print(response)
+    for source in response.source_nodes:
+        print(f"  {source.node.metadata['source']} page {source.node.metadata['page_label']} score {source.score:.3f}")
+
+
+if __name__ == "__main__":
+    main()
