@@ -119,3 +119,18 @@ def test_index_a_real_pdf_with_a_real_architecture(
         stored = store.get_vectors([hits[0].page_id])[hits[0].page_id]
         assert hits[0].score == pytest.approx(float(maxsim(query, [stored])[0]), abs=1e-4)
         assert store.info().model_name == embedder.model_name
+
+
+def test_an_embedder_can_wrap_a_model_already_in_memory(
+    embedders: dict[str, ColPaliEmbedder], tiny_checkpoints: dict[str, Path]
+) -> None:
+    from colpali_engine.models import ColQwen2, ColQwen2Processor
+
+    folder = str(tiny_checkpoints["colqwen2"])
+    wrapped = ColPaliEmbedder.from_loaded(
+        ColQwen2.from_pretrained(folder), ColQwen2Processor.from_pretrained(folder), model_name="my/colqwen2"
+    )
+    assert (wrapped.family.name, wrapped.model_name, wrapped.dim) == ("colqwen2", "my/colqwen2", 128)
+    np.testing.assert_allclose(
+        wrapped.embed_queries(QUERIES[:1])[0], embedders["colqwen2"].embed_queries(QUERIES[:1])[0], atol=1e-5
+    )

@@ -9,6 +9,7 @@ random weights is meaningless; these models prove loading, shapes, padding and p
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -35,9 +36,13 @@ def _train_bpe(special_tokens: list[str], vocab_size: int = 400) -> Tokenizer:
     return tokenizer
 
 
-def build_colpali(folder: Path, *, image_size: int = 64, patch_size: int = 16) -> Path:
-    """A PaliGemma-based ColPali (vision tower + Gemma + 128-d projection), right padded."""
-    from colpali_engine.models import ColPali, ColPaliProcessor
+def colpali_parts(*, full_size: bool = False, image_size: int = 64, patch_size: int = 16) -> tuple[Any, Any]:
+    """Config and processor of a PaliGemma-based ColPali (right padded).
+
+    ``full_size`` uses the dimensions of ``vidore/colpaligemma-3b-pt-448-base`` (SigLIP-so400m at 448 px,
+    Gemma-2B), for speed measurements; otherwise a tiny model with the same architecture.
+    """
+    from colpali_engine.models import ColPaliProcessor
     from transformers import GemmaTokenizerFast, PaliGemmaConfig, SiglipImageProcessor
 
     specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<image>"]
@@ -49,6 +54,8 @@ def build_colpali(folder: Path, *, image_size: int = 64, patch_size: int = 16) -
         unk_token="<unk>",
         padding_side="right",
     )
+    if full_size:
+        image_size, patch_size = 448, 14
     image_seq_length = (image_size // patch_size) ** 2
     image_processor = SiglipImageProcessor(
         size={"height": image_size, "width": image_size},
@@ -58,19 +65,21 @@ def build_colpali(folder: Path, *, image_size: int = 64, patch_size: int = 16) -
     image_processor.image_seq_length = image_seq_length
     processor = ColPaliProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
-    config = PaliGemmaConfig(
-        vision_config={
-            "model_type": "siglip_vision_model",
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "image_size": image_size,
-            "patch_size": patch_size,
-            "projection_dim": 32,
-        },
-        text_config={
-            "model_type": "gemma",
+    if full_size:
+        vision = {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16}
+        text = {
+            "hidden_size": 2048,
+            "intermediate_size": 16384,
+            "num_hidden_layers": 18,
+            "num_attention_heads": 8,
+            "num_key_value_heads": 1,
+            "head_dim": 256,
+            "vocab_size": 257216,
+        }
+        projection_dim = 2048
+    else:
+        vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2}
+        text = {
             "hidden_size": 32,
             "intermediate_size": 64,
             "num_hidden_layers": 1,
@@ -78,18 +87,35 @@ def build_colpali(folder: Path, *, image_size: int = 64, patch_size: int = 16) -
             "num_key_value_heads": 1,
             "head_dim": 16,
             "vocab_size": len(tokenizer),
+        }
+        projection_dim = 32
+    config = PaliGemmaConfig(
+        vision_config={
+            "model_type": "siglip_vision_model",
+            **vision,
+            "image_size": image_size,
+            "patch_size": patch_size,
+            "projection_dim": projection_dim,
         },
+        text_config={"model_type": "gemma", **text},
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        projection_dim=32,
-        hidden_size=32,
+        projection_dim=projection_dim,
+        hidden_size=projection_dim,
     )
     config.text_config.num_image_tokens = image_seq_length
+    return config, processor
+
+
+def build_colpali(folder: Path, **kwargs: Any) -> Path:
+    """A tiny ColPali checkpoint folder, loadable with ``from_pretrained(folder)``."""
+    from colpali_engine.models import ColPali
+
+    config, processor = colpali_parts(**kwargs)
     torch.manual_seed(0)
-    model = ColPali(config)
-    model.save_pretrained(folder)
+    ColPali(config).save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
 
@@ -105,9 +131,13 @@ _QWEN_SPECIALS = [
 ]
 
 
-def build_colqwen2(folder: Path, *, max_pixels: int = 64 * 64) -> Path:
-    """A Qwen2-VL-based ColQwen2 (dynamic resolution, left padded)."""
-    from colpali_engine.models import ColQwen2, ColQwen2Processor
+def colqwen2_parts(*, full_size: bool = False, max_pixels: int = 64 * 64) -> tuple[Any, Any]:
+    """Config and processor of a Qwen2-VL-based ColQwen2 (dynamic resolution, left padded).
+
+    ``full_size`` uses the dimensions of ``vidore/colqwen2-base`` (Qwen2-VL-2B) and its 768-token
+    page budget, for speed measurements; otherwise a tiny model with the same architecture.
+    """
+    from colpali_engine.models import ColQwen2Processor
     from transformers import Qwen2TokenizerFast, Qwen2VLConfig
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
     from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
@@ -118,6 +148,8 @@ def build_colqwen2(folder: Path, *, max_pixels: int = 64 * 64) -> Path:
         eos_token="<|im_end|>",
         unk_token=None,
     )
+    if full_size:
+        max_pixels = 768 * 28 * 28
     size = {"shortest_edge": 28 * 28, "longest_edge": max_pixels}
     processor = ColQwen2Processor(
         image_processor=Qwen2VLImageProcessor(size=size),
@@ -125,19 +157,22 @@ def build_colqwen2(folder: Path, *, max_pixels: int = 64 * 64) -> Path:
         video_processor=Qwen2VLVideoProcessor(size=size),
     )
     token_id = tokenizer.convert_tokens_to_ids
-    head_dim = 16
-    config = Qwen2VLConfig(
-        vision_config={
-            "depth": 1,
-            "embed_dim": 32,
-            "hidden_size": 32,
-            "num_heads": 2,
-            "mlp_ratio": 2,
-            "patch_size": 14,
-            "spatial_merge_size": 2,
-            "temporal_patch_size": 2,
-        },
-        text_config={
+    if full_size:
+        vision = {"depth": 32, "embed_dim": 1280, "hidden_size": 1536, "num_heads": 16, "mlp_ratio": 4}
+        text = {
+            "vocab_size": 151936,
+            "hidden_size": 1536,
+            "intermediate_size": 8960,
+            "num_hidden_layers": 28,
+            "num_attention_heads": 12,
+            "num_key_value_heads": 2,
+            "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+            "rope_theta": 1_000_000.0,
+        }
+        head_dim = 128
+    else:
+        vision = {"depth": 1, "embed_dim": 32, "hidden_size": 32, "num_heads": 2, "mlp_ratio": 2}
+        text = {
             "vocab_size": len(tokenizer),
             "hidden_size": 32,
             "intermediate_size": 64,
@@ -146,6 +181,12 @@ def build_colqwen2(folder: Path, *, max_pixels: int = 64 * 64) -> Path:
             "num_key_value_heads": 1,
             # M-RoPE splits head_dim / 2 rotary frequencies across time, height and width.
             "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
+        }
+        head_dim = 16
+    config = Qwen2VLConfig(
+        vision_config={**vision, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2},
+        text_config={
+            **text,
             "bos_token_id": token_id("<|endoftext|>"),
             "eos_token_id": token_id("<|im_end|>"),
             "pad_token_id": token_id("<|endoftext|>"),
@@ -156,9 +197,16 @@ def build_colqwen2(folder: Path, *, max_pixels: int = 64 * 64) -> Path:
         vision_end_token_id=token_id("<|vision_end|>"),
     )
     assert sum(config.text_config.rope_parameters["mrope_section"]) == head_dim // 2
+    return config, processor
+
+
+def build_colqwen2(folder: Path, **kwargs: Any) -> Path:
+    """A tiny ColQwen2 checkpoint folder, loadable with ``from_pretrained(folder)``."""
+    from colpali_engine.models import ColQwen2
+
+    config, processor = colqwen2_parts(**kwargs)
     torch.manual_seed(0)
-    model = ColQwen2(config)
-    model.save_pretrained(folder)
+    ColQwen2(config).save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
 

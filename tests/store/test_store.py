@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,15 @@ from helpers import unit_vectors
 
 store_module = importlib.import_module("colpali_milvus.store.milvus")
 DIM = 16
+
+
+@pytest.fixture(params=[True, False], ids=["cache", "milvus-ann"])
+def store(request: pytest.FixtureRequest, lite_uri: str) -> Iterator[MilvusMultiVectorStore]:
+    """Every store test runs on both search paths: the in-process cache and Milvus ANN + fetch."""
+    with MilvusMultiVectorStore(
+        lite_uri, collection_name="test", dim=DIM, model_name="test/colour-embedder", cache=request.param
+    ) as s:
+        yield s
 
 
 def planted_corpus(rng: np.random.Generator, n_pages: int = 12, n_vectors: int = 40) -> list[np.ndarray]:
@@ -234,3 +244,35 @@ def test_repr_hides_credentials(tmp_path: Path) -> None:
     store.uri, store.collection_name, store._dim, store._model_name = "https://user:secret@host:19530", "c", 8, None
     assert "secret" not in repr(store)
     assert store_module._redact_uri("http://u:p@h:1/x") == "http://***@h:1/x"
+
+
+@pytest.mark.parametrize("cache", [True, False], ids=["cache", "milvus-ann"])
+def test_a_reopened_store_searches_what_was_stored(lite_uri: str, cache: bool) -> None:
+    rng = np.random.default_rng(8)
+    pages = planted_corpus(rng, n_pages=8, n_vectors=20)
+    with MilvusMultiVectorStore(lite_uri, collection_name="c", dim=DIM, cache=cache) as store:
+        ids = store.add(pages, [{"page": i + 1, "lang": "en"} for i in range(8)], texts=[f"t{i}" for i in range(8)])
+        before = store.search(pages[2][:3], k=3)
+
+    with MilvusMultiVectorStore(lite_uri, collection_name="c", cache=cache) as reopened:
+        after = reopened.search(pages[2][:3], k=3)
+        assert [(h.page_id, h.metadata, h.text) for h in after] == [(h.page_id, h.metadata, h.text) for h in before]
+        assert [h.score for h in after] == pytest.approx([h.score for h in before], abs=1e-5)
+        assert after[0].page_id == ids[2]
+        np.testing.assert_allclose(reopened.get_vectors([ids[5]])[ids[5]], pages[5], atol=1e-6)
+
+
+def test_the_cache_and_milvus_ann_paths_agree(lite_uri: str) -> None:
+    rng = np.random.default_rng(9)
+    pages = planted_corpus(rng, n_pages=30, n_vectors=24)
+    metadatas = [{"page": i + 1, "group": i % 4} for i in range(30)]
+    with MilvusMultiVectorStore(lite_uri, collection_name="c", dim=DIM, cache=True) as cached:
+        ids = cached.add(pages, metadatas, ids=[f"p{i}" for i in range(30)])
+        queries = [pages[i][:4] + rng.normal(scale=0.1, size=(4, DIM)).astype(np.float32) for i in (0, 7, 19)]
+        with_cache = [cached.search(q, k=5, filter={"group": {"$ne": 1}}) for q in queries]
+    with MilvusMultiVectorStore(lite_uri, collection_name="c", cache=False) as direct:
+        without = [direct.search(q, k=5, filter={"group": {"$ne": 1}}) for q in queries]
+    for a, b in zip(with_cache, without, strict=True):
+        assert [h.page_id for h in a] == [h.page_id for h in b]
+        assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)
+    assert ids == [f"p{i}" for i in range(30)]

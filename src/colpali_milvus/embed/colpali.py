@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from colpali_milvus._deps import require
-from colpali_milvus.embed.registry import ModelFamily, resolve_family
+from colpali_milvus.embed.registry import ModelFamily, family_for_config, resolve_family
 from colpali_milvus.errors import InvalidInputError, ModelError
 
 if TYPE_CHECKING:
@@ -70,26 +70,67 @@ class ColPaliEmbedder:
         if token:
             hub_kwargs["token"] = token
 
-        self.model_name = str(model_name)
-        self.family: ModelFamily = resolve_family(self.model_name, **hub_kwargs)
-        self.device = torch.device(device) if device else _best_device(torch)
-        self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
+        family = resolve_family(str(model_name), **hub_kwargs)
+        target = torch.device(device) if device else _best_device(torch)
+        dtype = dtype or (torch.bfloat16 if target.type == "cuda" else torch.float32)
+        try:
+            model_class = getattr(models, family.model_class)
+            processor_class = getattr(models, family.processor_class)
+            model = model_class.from_pretrained(
+                str(model_name), dtype=dtype, device_map=str(target), **hub_kwargs
+            ).eval()
+            _tie_unloaded_weights(model)
+            processor = processor_class.from_pretrained(str(model_name), **hub_kwargs)
+        except Exception as error:
+            raise ModelError(f"cannot load {model_name!r} as {family.name}: {error}") from error
+        self._attach(str(model_name), family, model, processor, batch_size, query_batch_size, show_progress)
+        logger.info("loaded %s (%s) on %s as %s", self.model_name, family.name, self.device, self.dtype)
+
+    @classmethod
+    def from_loaded(
+        cls,
+        model: Any,
+        processor: Any,
+        *,
+        model_name: str,
+        batch_size: int = 4,
+        query_batch_size: int = 32,
+        show_progress: bool | None = None,
+    ) -> ColPaliEmbedder:
+        """Wrap a colpali-engine model and processor already in memory (quantised, sharded, fine-tuned...).
+
+        The family still comes from the model's config; ``model_name`` is what the store records.
+        """
+        if batch_size <= 0 or query_batch_size <= 0:
+            raise InvalidInputError("batch sizes must be positive")
+        config = model.config.to_dict() if hasattr(model.config, "to_dict") else dict(model.config)
+        embedder = cls.__new__(cls)
+        embedder._attach(
+            model_name, family_for_config(config), model.eval(), processor, batch_size, query_batch_size, show_progress
+        )
+        return embedder
+
+    def _attach(
+        self,
+        model_name: str,
+        family: ModelFamily,
+        model: Any,
+        processor: Any,
+        batch_size: int,
+        query_batch_size: int,
+        show_progress: bool | None,
+    ) -> None:
+        self.model_name = model_name
+        self.family = family
+        self.model = model
+        self.processor = processor
+        self.device = model.device
+        self.dtype = model.dtype
+        self.dim = int(getattr(model, "dim", 128))
         self.batch_size = batch_size
         self.query_batch_size = query_batch_size
         self.show_progress = show_progress
         self._lock = threading.Lock()  # one forward pass at a time: safe under thread pools
-        try:
-            model_class = getattr(models, self.family.model_class)
-            processor_class = getattr(models, self.family.processor_class)
-            self.model = model_class.from_pretrained(
-                self.model_name, dtype=self.dtype, device_map=str(self.device), **hub_kwargs
-            ).eval()
-            _tie_unloaded_weights(self.model)
-            self.processor = processor_class.from_pretrained(self.model_name, **hub_kwargs)
-        except Exception as error:
-            raise ModelError(f"cannot load {self.model_name!r} as {self.family.name}: {error}") from error
-        self.dim = int(getattr(self.model, "dim", 128))
-        logger.info("loaded %s (%s) on %s as %s", self.model_name, self.family.name, self.device, self.dtype)
 
     def __repr__(self) -> str:
         name, family, device = self.model_name, self.family.name, str(self.device)

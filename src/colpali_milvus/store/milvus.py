@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -28,6 +29,8 @@ from colpali_milvus.errors import (
 )
 from colpali_milvus.search.candidates import rank_candidates
 from colpali_milvus.search.maxsim import maxsim_flat
+from colpali_milvus.search.pooling import DEFAULT_CENTROIDS
+from colpali_milvus.store.cache import PageVectorCache
 from colpali_milvus.store.filters import Filter, compile_filter
 from colpali_milvus.store.schema import (
     MAX_ID_LENGTH,
@@ -82,8 +85,12 @@ class MilvusMultiVectorStore:
         dim: vector dimension; ``None`` takes the existing collection's, or 128 for a new one.
         model_name: the embedding model; recorded in a new collection and checked on reopen.
         index: ANN index of the vectors collection.
-        candidates_per_vector: ANN hits gathered per query vector in the first stage.
+        candidates_per_vector: ANN hits gathered per query vector in the first stage (without cache).
         rerank_depth: how many candidate pages (at least ``k``) are rescored by exact MaxSim.
+        cache: keep an in-process copy of the pages' vectors and search it instead of issuing Milvus
+            requests (see :mod:`colpali_milvus.store.cache`). ``None`` (default) turns it on for Milvus
+            Lite, which one process owns, and off for a server, which other processes may write to.
+        n_centroids: centroids per page that the cache uses to gather candidates.
     """
 
     def __init__(
@@ -96,7 +103,9 @@ class MilvusMultiVectorStore:
         model_name: str | None = None,
         index: IndexConfig | None = None,
         candidates_per_vector: int = 50,
-        rerank_depth: int = 32,
+        rerank_depth: int = 64,
+        cache: bool | None = None,
+        n_centroids: int = DEFAULT_CENTROIDS,
         db_name: str | None = None,
         timeout: float | None = None,
     ) -> None:
@@ -110,12 +119,16 @@ class MilvusMultiVectorStore:
         self.collection_name = collection_name
         self.vectors_collection = f"{collection_name}_vectors"
         self.pages_collection = f"{collection_name}_pages"
-        self.index = index or IndexConfig()
+        use_cache = self.is_lite if cache is None else cache
+        self.index = index or (IndexConfig.flat() if use_cache else IndexConfig())
         self.candidates_per_vector = candidates_per_vector
         self.rerank_depth = rerank_depth
         self._timeout = timeout
         self._client = self._connect(token, db_name)
-        self._dim, self._model_name = self._open_or_create(dim, model_name)
+        self._dim, self._model_name, created = self._open_or_create(dim, model_name)
+        self._cache = PageVectorCache(self._dim, n_centroids=n_centroids) if use_cache else None
+        self._cache_loaded = created  # a new collection's cache is complete from the start
+        self._cache_lock = threading.Lock()
 
     # -- public API -------------------------------------------------------------------------
 
@@ -204,6 +217,10 @@ class MilvusMultiVectorStore:
             for page_id, page, page_columns, text in zip(ids, pages, columns, texts, strict=True)
         )
         self._insert(self.pages_collection, page_rows)
+        if self._cache is not None:
+            for page_id, page, page_columns, text in zip(ids, pages, columns, texts, strict=True):
+                row = {"page_id": page_id, **page_columns, "text": text, "n_vectors": int(page.shape[0])}
+                self._cache.put(page_id, page, row)
         return ids
 
     def search(
@@ -225,11 +242,18 @@ class MilvusMultiVectorStore:
         if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
             raise InvalidInputError(f"k must be a positive integer, got {k!r}")
         where = _and(compile_filter(filter), expr)
+        depth = max(k, self.rerank_depth)
 
-        per_vector = self._ann_hits(query, where)
-        candidate_ids = rank_candidates(per_vector, max(k, self.rerank_depth))
-        pages = self._page_rows(candidate_ids)
-        page_ids, vectors, offsets = self._fetch_vectors(pages)
+        if self._cache is not None:
+            cache = self._loaded_cache()
+            allowed = set(self.page_ids(expr=where)) if where else None
+            candidate_ids = cache.candidates(query, depth, allowed)
+            page_ids, vectors, offsets = cache.gather(candidate_ids)
+            rows: Mapping[str, Mapping[str, Any]] = {page_id: cache.row(page_id) for page_id in page_ids}
+        else:
+            candidate_ids = rank_candidates(self._ann_hits(query, where), depth)
+            rows = self._page_rows(candidate_ids)
+            page_ids, vectors, offsets = self._fetch_vectors(rows)
         if not page_ids:
             return []
         scores = maxsim_flat(query, vectors, offsets)  # (n_pages,)
@@ -238,14 +262,17 @@ class MilvusMultiVectorStore:
             PageHit(
                 page_id=page_ids[i],
                 score=float(scores[i]),
-                metadata=_hit_metadata(pages[page_ids[i]]),
-                text=str(pages[page_ids[i]].get("text") or ""),
+                metadata=_hit_metadata(rows[page_ids[i]]),
+                text=str(rows[page_ids[i]].get("text") or ""),
             )
             for i in best
         ]
 
     def get_vectors(self, page_ids: Sequence[str]) -> dict[str, FloatArray]:
         """All stored vectors of the given (committed) pages, in sequence order."""
+        if self._cache is not None:
+            cache = self._loaded_cache()
+            return {page_id: cache.vectors(page_id) for page_id in page_ids if page_id in cache}
         pages = self._page_rows(list(page_ids))
         found, vectors, offsets = self._fetch_vectors(pages)
         ends = [*offsets[1:].tolist(), vectors.shape[0]]
@@ -346,12 +373,12 @@ class MilvusMultiVectorStore:
                 f"cannot connect to Milvus at {_redact_uri(self.uri)} ({type(error).__name__})"
             ) from _scrub(error, token)
 
-    def _open_or_create(self, dim: int | None, model_name: str | None) -> tuple[int, str | None]:
+    def _open_or_create(self, dim: int | None, model_name: str | None) -> tuple[int, str | None, bool]:
         with self._translate("open the collections"):
             has_pages = self._client.has_collection(self.pages_collection)
             has_vectors = self._client.has_collection(self.vectors_collection)
         if has_pages and has_vectors:
-            return self._check_existing(dim, model_name)
+            return (*self._check_existing(dim, model_name), False)
         if has_pages or has_vectors:
             raise IndexMismatchError(
                 f"collection {self.collection_name!r} is incomplete (only one of "
@@ -359,7 +386,7 @@ class MilvusMultiVectorStore:
             )
         dim = dim or DEFAULT_DIM
         self._create(dim, model_name)
-        return dim, model_name
+        return dim, model_name, True
 
     def _create(self, dim: int, model_name: str | None) -> None:
         from pymilvus import MilvusClient
@@ -497,6 +524,35 @@ class MilvusMultiVectorStore:
         offsets = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
         return ids, np.concatenate(blocks), offsets
 
+    def _loaded_cache(self) -> PageVectorCache:
+        """The vector cache, read back from Milvus on first use after opening an existing collection."""
+        assert self._cache is not None
+        if not self._cache_loaded:
+            with self._cache_lock:
+                if not self._cache_loaded:
+                    self._fill_cache(self._cache)
+                    self._cache_loaded = True
+        return self._cache
+
+    def _fill_cache(self, cache: PageVectorCache) -> None:
+        fields = ["page_id", *PAGE_FIELDS, "metadata", "text", "n_vectors"]
+        rows = {str(row["page_id"]): row for row in self._query_all(self.pages_collection, "", fields)}
+        buffers = {page_id: np.empty((int(row["n_vectors"]), self._dim), np.float32) for page_id, row in rows.items()}
+        filled = dict.fromkeys(rows, 0)
+        for batch in self._iter_rows(self.vectors_collection, "", ["page_id", "seq_id", "vector"]):
+            for row in batch:
+                page_id, seq = str(row["page_id"]), int(row["seq_id"])
+                buffer = buffers.get(page_id)
+                if buffer is not None and seq < buffer.shape[0]:
+                    buffer[seq] = row["vector"]
+                    filled[page_id] += 1
+        for page_id, buffer in buffers.items():
+            if filled[page_id] != buffer.shape[0]:
+                logger.warning("skipping page %s: %d of %d vectors stored", page_id, filled[page_id], len(buffer))
+                continue
+            cache.put(page_id, buffer, rows[page_id])
+        logger.info("loaded %d pages (%.0f MiB) into the vector cache", len(cache), cache.nbytes / 2**20)
+
     # -- validation -------------------------------------------------------------------------
 
     def _validate_page_vectors(self, vectors: Any, what: str) -> FloatArray:
@@ -538,18 +594,21 @@ class MilvusMultiVectorStore:
 
     def _query_all(self, collection: str, where: str, fields: list[str]) -> list[dict[str, Any]]:
         """All matching rows, paged by primary key so no server result window is exceeded."""
+        return [row for batch in self._iter_rows(collection, where, fields) for row in batch]
+
+    def _iter_rows(self, collection: str, where: str, fields: list[str]) -> Iterator[list[dict[str, Any]]]:
+        """Matching rows in batches of at most one query window, in primary key order."""
         primary = "page_id" if collection == self.pages_collection else "pk"
-        rows: list[dict[str, Any]] = []
         last: Any = None
         while True:
             bound = "" if last is None else f"{primary} > {_scalar_literal(last)}"
             batch = self._query(collection, _and(where, bound), list({primary, *fields}), QUERY_WINDOW)
             if not batch:
-                return rows
+                return
             batch.sort(key=lambda row: row[primary])
-            rows += batch
+            yield batch
             if len(batch) < QUERY_WINDOW:
-                return rows
+                return
             last = batch[-1][primary]
 
     def _count(self, collection: str, where: str) -> int:
@@ -573,6 +632,8 @@ class MilvusMultiVectorStore:
 
     def _delete_page_ids(self, page_ids: Sequence[str]) -> None:
         # Page rows first: the pages stop being visible before their vectors go.
+        if self._cache is not None:
+            self._cache.remove(page_ids)
         for batch in _batches(list(page_ids), _ID_BATCH):
             with self._translate("delete"):
                 self._client.delete(self.pages_collection, filter=_in("page_id", batch))

@@ -76,3 +76,8 @@ class IndexConfig:
     metric_type: str = "IP"
     build_params: dict[str, Any] = field(default_factory=lambda: {"M": 16, "efConstruction": 64})
     search_params: dict[str, Any] = field(default_factory=lambda: {"ef": 64})
+
+    @classmethod
+    def flat(cls) -> IndexConfig:
+        """Exact search, nothing to build: the default when searches go through the vector cache."""
+        return cls(index_type="FLAT", build_params={}, search_params={})
