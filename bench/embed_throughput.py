@@ -16,6 +16,7 @@ import json
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,8 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
-from models.tiny import colpali_parts, colqwen2_parts  # noqa: E402
-
-from colpali_milvus import ColPaliEmbedder  # noqa: E402
+from colpali_milvus import ColPaliEmbedder
+from models.tiny import colpali_parts, colqwen2_parts
 
 FAMILIES = {"colpali": ("ColPali", colpali_parts), "colqwen2": ("ColQwen2", colqwen2_parts)}
 QUERY = "which table reports the quarterly revenue growth of the european segment in 2023"
@@ -78,6 +78,38 @@ def timed(fn: Any, device: str, repeats: int) -> float:
     return statistics.median(samples)
 
 
+def measure(
+    embedder: ColPaliEmbedder, pages: list[Image.Image], batch_sizes: list[int], args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    rows = []
+    vectors_per_page = embedder.embed_images(pages[:1])[0].shape[0]
+    dtype = str(embedder.dtype).removeprefix("torch.")
+    device = torch.cuda.get_device_name() if args.device == "cuda" else args.device
+    for batch_size in batch_sizes:
+        batch = pages[:batch_size]
+        embedder.batch_size = embedder.query_batch_size = batch_size
+        page_s = timed(partial(embedder.embed_images, batch), args.device, args.repeats)
+        # CPU-side image preprocessing alone (resize, normalise, tokenise): the rest is the model.
+        preprocess_s = timed(partial(embedder.processor.process_images, batch), "cpu", args.repeats)
+        query_s = timed(partial(embedder.embed_queries, [QUERY] * batch_size), args.device, args.repeats)
+        rows.append(
+            {
+                "family": embedder.family.name,
+                "size": args.size,
+                "device": device,
+                "dtype": dtype,
+                "batch_size": batch_size,
+                "vectors_per_page": vectors_per_page,
+                "ms_per_page": round(page_s / batch_size * 1000, 2),
+                "ms_preprocess_per_page": round(preprocess_s / batch_size * 1000, 2),
+                "pages_per_s": round(batch_size / page_s, 2),
+                "ms_per_query": round(query_s / batch_size * 1000, 2),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=["tiny", "full"], default="tiny")
@@ -93,30 +125,7 @@ def main() -> None:
 
     rows = []
     for family in args.families.split(","):
-        embedder = build(family, args.size, args.device, dtype)
-        vectors_per_page = embedder.embed_images(pages[:1])[0].shape[0]
-        for batch_size in batch_sizes:
-            embedder.batch_size = embedder.query_batch_size = batch_size
-            page_s = timed(lambda: embedder.embed_images(pages[:batch_size]), args.device, args.repeats)
-            # CPU-side image preprocessing alone (resize, normalise, tokenise): the rest is the model.
-            preprocess_s = timed(lambda: embedder.processor.process_images(pages[:batch_size]), "cpu", args.repeats)
-            query_s = timed(lambda: embedder.embed_queries([QUERY] * batch_size), args.device, args.repeats)
-            rows.append(
-                {
-                    "family": family,
-                    "size": args.size,
-                    "device": torch.cuda.get_device_name() if args.device == "cuda" else args.device,
-                    "dtype": str(dtype).removeprefix("torch."),
-                    "batch_size": batch_size,
-                    "vectors_per_page": vectors_per_page,
-                    "ms_per_page": round(page_s / batch_size * 1000, 2),
-                    "ms_preprocess_per_page": round(preprocess_s / batch_size * 1000, 2),
-                    "pages_per_s": round(batch_size / page_s, 2),
-                    "ms_per_query": round(query_s / batch_size * 1000, 2),
-                }
-            )
-            print(json.dumps(rows[-1]), flush=True)
-        del embedder
+        rows += measure(build(family, args.size, args.device, dtype), pages, batch_sizes, args)
         if args.device == "cuda":
             torch.cuda.empty_cache()
 
