@@ -276,3 +276,33 @@ def test_the_cache_and_milvus_ann_paths_agree(lite_uri: str) -> None:
         assert [h.page_id for h in a] == [h.page_id for h in b]
         assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)
     assert ids == [f"p{i}" for i in range(30)]
+
+
+def test_the_lite_cache_file_speeds_reopen_and_is_never_stale(lite_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(10)
+    pages = planted_corpus(rng, n_pages=5, n_vectors=12)
+    with MilvusMultiVectorStore(lite_uri, collection_name="c", dim=DIM) as store:
+        ids = store.add(pages, ids=[f"p{i}" for i in range(5)])
+    cache_file = Path(f"{lite_uri}.cache") / "c.npz"
+    assert cache_file.is_file()
+
+    fetched: list[str] = []
+    original = MilvusMultiVectorStore._iter_rows
+
+    def spy(self: MilvusMultiVectorStore, collection: str, *args: object) -> object:
+        fetched.append(collection)
+        return original(self, collection, *args)
+
+    monkeypatch.setattr(MilvusMultiVectorStore, "_iter_rows", spy)
+    with MilvusMultiVectorStore(lite_uri, collection_name="c") as store:
+        assert store.search(pages[1][:2], k=1)[0].page_id == ids[1]
+        assert fetched == ["c_pages"]  # vectors came from the file, not from Milvus
+        replacement = unit_vectors(rng, 12, DIM)
+        store.add([replacement], ids=["p1"])  # same id, same count, other vectors
+        assert not cache_file.exists()  # dropped before the change, in case we crash now
+        store._cache = None  # simulate a crash: nothing saved at close
+
+    fetched.clear()
+    with MilvusMultiVectorStore(lite_uri, collection_name="c") as store:
+        np.testing.assert_allclose(store.get_vectors(["p1"])["p1"], replacement, atol=1e-6)
+        assert "c_vectors" in fetched  # rebuilt from Milvus, the source of truth

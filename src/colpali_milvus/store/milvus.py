@@ -103,7 +103,7 @@ class MilvusMultiVectorStore:
         model_name: str | None = None,
         index: IndexConfig | None = None,
         candidates_per_vector: int = 50,
-        rerank_depth: int = 64,
+        rerank_depth: int = 96,
         cache: bool | None = None,
         n_centroids: int = DEFAULT_CENTROIDS,
         db_name: str | None = None,
@@ -129,6 +129,7 @@ class MilvusMultiVectorStore:
         self._cache = PageVectorCache(self._dim, n_centroids=n_centroids) if use_cache else None
         self._cache_loaded = created  # a new collection's cache is complete from the start
         self._cache_lock = threading.Lock()
+        self._saved_cache_version = 0
 
     # -- public API -------------------------------------------------------------------------
 
@@ -198,6 +199,7 @@ class MilvusMultiVectorStore:
         # Clear every row of these ids first: a replaced page, or vector rows orphaned by a crash
         # before their commit marker, must not mix with the new rows.
         self._delete_page_ids(ids)
+        self._forget_cache_file()
 
         vector_rows = (
             {"page_id": page_id, "seq_id": seq, **page_columns, "vector": vector}
@@ -342,6 +344,14 @@ class MilvusMultiVectorStore:
                     self._client.drop_collection(name)
 
     def close(self) -> None:
+        """Close the connection; for Milvus Lite also save the vector cache for a fast reopen."""
+        cache, path = self._cache, self._cache_file()
+        if cache is not None and path is not None and self._cache_loaded and cache.version != self._saved_cache_version:
+            try:
+                cache.save(path)
+                self._saved_cache_version = cache.version
+            except OSError:  # only costs a slower reopen
+                logger.warning("could not save the vector cache to %s", path, exc_info=True)
         with self._translate("close the connection"):
             self._client.close()
 
@@ -534,9 +544,25 @@ class MilvusMultiVectorStore:
                     self._cache_loaded = True
         return self._cache
 
+    def _cache_file(self) -> Path | None:
+        """Where a Milvus Lite store keeps its vector cache between runs: ``<file>.cache/<collection>.npz``."""
+        return Path(f"{self.uri}.cache") / f"{self.collection_name}.npz" if self.is_lite else None
+
+    def _forget_cache_file(self) -> None:
+        """Delete the saved cache before the collection changes, so a crash cannot leave it stale."""
+        path = self._cache_file()
+        if path is not None and self._cache is not None:
+            path.unlink(missing_ok=True)
+            self._saved_cache_version = -1
+
     def _fill_cache(self, cache: PageVectorCache) -> None:
         fields = ["page_id", *PAGE_FIELDS, "metadata", "text", "n_vectors"]
         rows = {str(row["page_id"]): row for row in self._query_all(self.pages_collection, "", fields)}
+        path = self._cache_file()
+        if path is not None and path.is_file() and cache.load(path, rows):
+            self._saved_cache_version = cache.version
+            logger.info("loaded %d pages into the vector cache from %s", len(cache), path)
+            return
         buffers = {page_id: np.empty((int(row["n_vectors"]), self._dim), np.float32) for page_id, row in rows.items()}
         filled = dict.fromkeys(rows, 0)
         for batch in self._iter_rows(self.vectors_collection, "", ["page_id", "seq_id", "vector"]):
@@ -634,6 +660,7 @@ class MilvusMultiVectorStore:
         # Page rows first: the pages stop being visible before their vectors go.
         if self._cache is not None:
             self._cache.remove(page_ids)
+            self._forget_cache_file()
         for batch in _batches(list(page_ids), _ID_BATCH):
             with self._translate("delete"):
                 self._client.delete(self.pages_collection, filter=_in("page_id", batch))
