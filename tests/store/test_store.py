@@ -138,19 +138,7 @@ def test_pages_without_a_commit_marker_are_never_returned(store: MilvusMultiVect
     orphan = unit_vectors(rng, 10, DIM)
     store._insert(
         store.vectors_collection,
-        iter(
-            {
-                "page_id": "orphan",
-                "seq_id": i,
-                "doc_id": "",
-                "source": "",
-                "page": 2,
-                "page_label": "2",
-                "metadata": {},
-                "vector": vector.tolist(),
-            }
-            for i, vector in enumerate(orphan)
-        ),
+        iter({"page_id": "orphan", "seq_id": i, "vector": vector.tolist()} for i, vector in enumerate(orphan)),
     )
 
     hits = store.search(orphan[:3], k=5)

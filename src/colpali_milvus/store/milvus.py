@@ -202,9 +202,9 @@ class MilvusMultiVectorStore:
         self._forget_cache_file()
 
         vector_rows = (
-            {"page_id": page_id, "seq_id": seq, **page_columns, "vector": vector}
-            for page_id, page, page_columns in zip(ids, pages, columns, strict=True)
-            for seq, vector in enumerate(page)
+            {"page_id": page_id, "seq_id": seq, "vector": vector}
+            for page_id, page in zip(ids, pages, strict=True)
+            for seq, vector in enumerate(page.tolist())  # plain lists insert fastest
         )
         self._insert(self.vectors_collection, vector_rows)
         # Page rows last: they are the commit markers that make pages visible to search.
@@ -253,7 +253,11 @@ class MilvusMultiVectorStore:
             page_ids, vectors, offsets = cache.gather(candidate_ids)
             rows: Mapping[str, Mapping[str, Any]] = {page_id: cache.row(page_id) for page_id in page_ids}
         else:
-            candidate_ids = rank_candidates(self._ann_hits(query, where), depth)
+            allowed_ids = self.page_ids(expr=where) if where else None
+            if allowed_ids is not None and not allowed_ids:
+                return []
+            ann_filter = _in("page_id", allowed_ids) if allowed_ids else ""
+            candidate_ids = rank_candidates(self._ann_hits(query, ann_filter), depth)
             rows = self._page_rows(candidate_ids)
             page_ids, vectors, offsets = self._fetch_vectors(rows)
         if not page_ids:
