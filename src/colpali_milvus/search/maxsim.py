@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["maxsim", "maxsim_flat"]
+__all__ = ["maxsim", "maxsim_flat", "page_offsets"]
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -64,6 +64,10 @@ def maxsim(query: FloatArray, pages: Sequence[FloatArray]) -> FloatArray:
     """MaxSim of one ``(n_q, d)`` query against each ``(n_i, d)`` page; returns ``(n_pages,)``."""
     if len(pages) == 0:
         return np.empty(0, dtype=np.float32)
+    return maxsim_flat(query, np.concatenate(pages, axis=0), page_offsets(pages))
+
+
+def page_offsets(pages: Sequence[npt.NDArray[np.generic]]) -> npt.NDArray[np.int64]:
+    """``(n_pages,)`` start row of each page once the pages are concatenated, as ``maxsim_flat`` wants."""
     lengths = np.fromiter((page.shape[0] for page in pages), dtype=np.int64, count=len(pages))
-    offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))  # (n_pages,)
-    return maxsim_flat(query, np.concatenate(pages, axis=0), offsets)
+    return np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from colpali_milvus.search.maxsim import maxsim_flat
+from colpali_milvus.search.maxsim import maxsim_flat, page_offsets
 from colpali_milvus.search.pooling import DEFAULT_CENTROIDS, pool_page
 
 __all__ = ["PageVectorCache"]
@@ -95,7 +95,7 @@ class PageVectorCache:
         blocks = [self._vectors[page_id] for page_id in found]
         if not blocks:
             return [], np.empty((0, self.dim), np.float32), np.empty(0, np.int64)
-        return found, np.concatenate(blocks), _offsets(blocks)
+        return found, np.concatenate(blocks), page_offsets(blocks)
 
     def save(self, path: Path) -> None:
         """Write the vectors and centroids to ``path`` (``.npz``, atomically) for a fast reopen."""
@@ -149,13 +149,8 @@ class PageVectorCache:
                 ids = list(self._centroids)
                 blocks = [self._centroids[page_id] for page_id in ids]
                 if blocks:
-                    snapshot = (ids, np.concatenate(blocks), _offsets(blocks))
+                    snapshot = (ids, np.concatenate(blocks), page_offsets(blocks))
                 else:
                     snapshot = ([], np.empty((0, self.dim), np.float32), np.empty(0, np.int64))
                 self._snapshot = snapshot
         return snapshot
-
-
-def _offsets(blocks: Sequence[FloatArray]) -> npt.NDArray[np.int64]:
-    lengths = np.fromiter((block.shape[0] for block in blocks), dtype=np.int64, count=len(blocks))
-    return np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)

@@ -28,7 +28,7 @@ from colpali_milvus.errors import (
     StoreError,
 )
 from colpali_milvus.search.candidates import rank_candidates
-from colpali_milvus.search.maxsim import maxsim_flat
+from colpali_milvus.search.maxsim import maxsim_flat, page_offsets
 from colpali_milvus.search.pooling import DEFAULT_CENTROIDS
 from colpali_milvus.store.cache import PageVectorCache
 from colpali_milvus.store.filters import Filter, compile_filter
@@ -534,9 +534,7 @@ class MilvusMultiVectorStore:
             blocks.append(np.asarray([vector for _, vector in page_rows], dtype=np.float32))
         if not blocks:
             return [], np.empty((0, self._dim), dtype=np.float32), np.empty(0, dtype=np.int64)
-        lengths = np.fromiter((block.shape[0] for block in blocks), dtype=np.int64, count=len(blocks))
-        offsets = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
-        return ids, np.concatenate(blocks), offsets
+        return ids, np.concatenate(blocks), page_offsets(blocks)
 
     def _loaded_cache(self) -> PageVectorCache:
         """The vector cache, read back from Milvus on first use after opening an existing collection."""
