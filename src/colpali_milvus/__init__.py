@@ -25,7 +25,7 @@ from colpali_milvus.errors import (
     StoreError,
 )
 from colpali_milvus.search.maxsim import maxsim
-from colpali_milvus.types import Page, PageHit
+from colpali_milvus.types import IngestReport, Page, PageHit, SkippedFile
 
 if TYPE_CHECKING:
     from colpali_milvus.embed.colpali import DEFAULT_MODEL, ColPaliEmbedder
@@ -44,6 +44,7 @@ __all__ = [
     "FilterError",
     "IndexConfig",
     "IndexMismatchError",
+    "IngestReport",
     "InvalidInputError",
     "MilvusMultiVectorStore",
     "MissingDependencyError",
@@ -51,6 +52,7 @@ __all__ = [
     "MultiVectorEmbedder",
     "Page",
     "PageHit",
+    "SkippedFile",
     "StoreConnectionError",
     "StoreError",
     "__version__",

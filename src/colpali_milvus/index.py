@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from colpali_milvus.embed.protocol import MultiVectorEmbedder, embedder_name
-from colpali_milvus.errors import InvalidInputError
+from colpali_milvus.errors import DocumentError, InvalidInputError
 from colpali_milvus.pages.identity import image_digest
 from colpali_milvus.pages.image_store import PageImageStore
-from colpali_milvus.pages.images import read_image
+from colpali_milvus.pages.images import IMAGE_SUFFIXES, read_image
 from colpali_milvus.pages.pdf import DEFAULT_DPI, read_pdf
 from colpali_milvus.store.filters import Filter
-from colpali_milvus.types import Page, PageHit
+from colpali_milvus.types import IngestReport, Page, PageHit, SkippedFile
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -110,6 +110,51 @@ class ColPaliIndex:
         """
         pages = read_pdf(path, dpi=dpi, password=password, metadata=metadata)
         return self._add_document(pages)
+
+    def add_file(
+        self,
+        path: str | PathLike[str],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        password: str | None = None,
+    ) -> list[str]:
+        """Index a PDF or an image file, chosen by its suffix; returns its page ids."""
+        if Path(path).suffix.lower() == ".pdf":
+            return self.add_pdf(path, metadata=metadata, password=password)
+        if Path(path).suffix.lower() in IMAGE_SUFFIXES:
+            return self.add_image_file(path, metadata=metadata)
+        raise DocumentError(f"{path}: not a PDF or a supported image ({', '.join(sorted(IMAGE_SUFFIXES))})")
+
+    def add_folder(
+        self,
+        folder: str | PathLike[str],
+        *,
+        recursive: bool = True,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> IngestReport:
+        """Index every PDF and image in a folder; unreadable files are skipped and reported.
+
+        Only :class:`~colpali_milvus.errors.DocumentError` (a bad file) skips a file; a model or
+        Milvus failure stops the run, since every following file would fail the same way. Files are
+        taken in sorted order, and re-running after an interruption embeds only what is missing.
+        """
+        root = Path(folder)
+        if not root.is_dir():
+            raise DocumentError(f"no such folder: {root}")
+        pattern = "**/*" if recursive else "*"
+        suffixes = IMAGE_SUFFIXES | {".pdf"}
+        paths = sorted(p for p in root.glob(pattern) if p.is_file() and p.suffix.lower() in suffixes)
+        files: list[str] = []
+        page_ids: list[str] = []
+        skipped: list[SkippedFile] = []
+        for path in paths:
+            try:
+                page_ids += self.add_file(path, metadata=metadata)
+                files.append(str(path))
+            except DocumentError as error:
+                logger.warning("skipped %s: %s", path, error)
+                skipped.append(SkippedFile(str(path), str(error)))
+        return IngestReport(files=tuple(files), page_ids=tuple(page_ids), skipped=tuple(skipped))
 
     def add_image_file(self, path: str | PathLike[str], *, metadata: Mapping[str, Any] | None = None) -> list[str]:
         """Index an image file (each frame of a multi-page TIFF is a page); returns page ids."""

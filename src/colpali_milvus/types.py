@@ -14,7 +14,7 @@ from colpali_milvus.errors import DocumentError
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["PAGE_FIELDS", "Page", "PageHit"]
+__all__ = ["PAGE_FIELDS", "IngestReport", "Page", "PageHit", "SkippedFile"]
 
 #: Page fields stored as typed Milvus columns; every other metadata key lives in a JSON column.
 PAGE_FIELDS = ("source", "page", "page_label", "doc_id")
@@ -111,3 +111,20 @@ class PageHit:
                 return image.copy()
         except OSError as error:
             raise DocumentError(f"cannot read the image of page {self.page_id!r}") from error
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedFile:
+    """A file that a folder ingestion could not read, and why."""
+
+    path: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class IngestReport:
+    """What a folder ingestion did: the files indexed, their page ids, and the files skipped."""
+
+    files: tuple[str, ...]
+    page_ids: tuple[str, ...]
+    skipped: tuple[SkippedFile, ...]

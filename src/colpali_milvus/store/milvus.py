@@ -59,6 +59,7 @@ QUERY_WINDOW = 16_384
 _INSERT_BATCH_ROWS = 4_096
 _ID_BATCH = 1_000  # ids per `in [...]` expression
 _PROPERTY_PREFIX = "colpali_milvus."
+_LITE_LOCK_FILE = "LOCK"  # milvus_lite.db.LOCK_FILENAME: flock-ed by the process that owns the database
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,9 +383,15 @@ class MilvusMultiVectorStore:
         try:
             return MilvusClient(**kwargs)
         except Exception as error:
-            # The message may echo connection arguments: keep the cause chained, not its text.
+            if self.is_lite and _lite_file_locked(Path(self.uri)):
+                raise StoreConnectionError(
+                    f"the Milvus Lite database {self.uri} is open in another process (it holds "
+                    f"{Path(self.uri) / _LITE_LOCK_FILE}); Milvus Lite allows one process per database: "
+                    "close the other process, or use a Milvus server for shared access"
+                ) from None
+            message = _scrub_text(getattr(error, "message", None) or str(error), token)
             raise StoreConnectionError(
-                f"cannot connect to Milvus at {_redact_uri(self.uri)} ({type(error).__name__})"
+                f"cannot connect to Milvus at {_redact_uri(self.uri)}: {type(error).__name__}: {message}"
             ) from _scrub(error, token)
 
     def _open_or_create(self, dim: int | None, model_name: str | None) -> tuple[int, str | None, bool]:
@@ -811,5 +818,27 @@ def _looks_like_connection_error(error: Exception) -> bool:
 def _scrub(error: BaseException, token: str | None) -> BaseException:
     """Replace an exception whose message contains the token by one that does not."""
     if token and token in str(error):
-        return StoreConnectionError(str(error).replace(token, "***"))
+        return StoreConnectionError(_scrub_text(str(error), token))
     return error
+
+
+def _scrub_text(text: str, token: str | None) -> str:
+    return text.replace(token, "***") if token else text
+
+
+def _lite_file_locked(database: Path) -> bool:
+    """Whether another process holds the lock of a Milvus Lite database (a folder with a LOCK file)."""
+    lock = database / _LITE_LOCK_FILE
+    if not lock.is_file():
+        return False
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: cannot tell, report the generic error
+        return False
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
