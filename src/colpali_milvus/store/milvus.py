@@ -198,8 +198,14 @@ class MilvusMultiVectorStore:
             return []
 
         # Clear every row of these ids first: a replaced page, or vector rows orphaned by a crash
-        # before their commit marker, must not mix with the new rows.
-        self._delete_page_ids(ids)
+        # before their commit marker, must not mix with the new rows. With the cache, committed ids
+        # are known in memory and orphans were removed when it was loaded, so only replaced pages
+        # cost a delete (a filtered delete scans every row on Milvus Lite).
+        if self._cache is not None:
+            cache = self._loaded_cache()
+            self._delete_page_ids([page_id for page_id in ids if page_id in cache])
+        else:
+            self._delete_page_ids(ids)
         self._forget_cache_file()
 
         vector_rows = (
@@ -287,6 +293,9 @@ class MilvusMultiVectorStore:
 
     def existing_page_ids(self, page_ids: Sequence[str]) -> set[str]:
         """The subset of ``page_ids`` that are stored (committed)."""
+        if self._cache is not None:
+            cache = self._loaded_cache()
+            return {page_id for page_id in page_ids if page_id in cache}
         found: set[str] = set()
         for batch in _batches(list(dict.fromkeys(page_ids)), _ID_BATCH):
             rows = self._query(self.pages_collection, _in("page_id", batch), ["page_id"], limit=len(batch))
@@ -574,13 +583,21 @@ class MilvusMultiVectorStore:
             return
         buffers = {page_id: np.empty((int(row["n_vectors"]), self._dim), np.float32) for page_id, row in rows.items()}
         filled = dict.fromkeys(rows, 0)
+        orphans: set[str] = set()
         for batch in self._iter_rows(self.vectors_collection, "", ["page_id", "seq_id", "vector"]):
             for row in batch:
                 page_id, seq = str(row["page_id"]), int(row["seq_id"])
                 buffer = buffers.get(page_id)
-                if buffer is not None and seq < buffer.shape[0]:
+                if buffer is None:
+                    orphans.add(page_id)  # vector rows whose page was never committed (a crash)
+                elif seq < buffer.shape[0]:
                     buffer[seq] = row["vector"]
                     filled[page_id] += 1
+        if orphans:
+            logger.info("removing the vector rows of %d uncommitted pages", len(orphans))
+            for orphan_batch in _batches(sorted(orphans), _ID_BATCH):
+                with self._translate("delete"):
+                    self._client.delete(self.vectors_collection, filter=_in("page_id", orphan_batch))
         for page_id, buffer in buffers.items():
             if filled[page_id] != buffer.shape[0]:
                 logger.warning("skipping page %s: %d of %d vectors stored", page_id, filled[page_id], len(buffer))
