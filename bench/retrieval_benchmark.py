@@ -214,55 +214,82 @@ BUILDERS = {
 }
 
 
-def run_contender(name: str, pages: int, seed: int, max_queries: int) -> dict[str, Any]:
-    """Build, warm up and query one contender (in this process); returns its raw figures."""
+def run_contender(name: str, pages: int, seed: int, max_queries: int) -> None:
+    """Build, warm up and query one contender (in this process), printing one JSON event per line.
+
+    Events stream out as they happen, so a contender stopped at the deadline still reports its
+    time to searchable and the queries it finished.
+    """
+
+    def emit(**event: Any) -> None:
+        event["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(event), flush=True)
+
     corpus = make_corpus(pages, seed=seed)
-    queries = corpus.queries[:max_queries]
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
         folder = Path(tmp)
         started = time.perf_counter()
         search = BUILDERS[name](corpus, folder)
-        search(queries[0], 10)  # searchable means a search has returned (index builds included)
-        searchable_s = time.perf_counter() - started
-        latencies, rankings = [], []
-        for query in queries:
-            t0 = time.perf_counter()
-            rankings.append(search(query, 10))
-            latencies.append(time.perf_counter() - t0)
+        search(corpus.queries[0], 10)  # searchable means a search has returned (index builds included)
         disk = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
-    return {
-        "contender": name,
-        "queries": len(queries),
-        "time_to_searchable_s": searchable_s,
-        "latencies_s": latencies,
-        "rankings": rankings,
-        "disk_bytes": disk,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
+        emit(event="searchable", seconds=time.perf_counter() - started, disk_bytes=disk)
+        for query in corpus.queries[:max_queries]:
+            t0 = time.perf_counter()
+            ranking = search(query, 10)
+            emit(event="query", seconds=time.perf_counter() - t0, ranking=ranking)
 
 
-def summarise(raw: dict[str, Any], corpus: Corpus, exact: list[list[int]], pages: int) -> dict[str, Any]:
-    n = raw["queries"]
+def collect(command: list[str], deadline_s: float | None) -> tuple[dict[str, Any], str]:
+    """Run a child contender; gather its events until it ends or the deadline passes."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        try:
+            child.wait(timeout=deadline_s)
+            status = "ok" if child.returncode == 0 else f"failed (exit {child.returncode})"
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+            status = f"stopped at the {deadline_s:.0f} s deadline"
+        out.seek(0)
+        err.seek(0)
+        events = [json.loads(line) for line in out if line.startswith("{")]
+        stderr = err.read()
+    raw: dict[str, Any] = {"status": status, "latencies_s": [], "rankings": [], "peak_rss_mib": 0.0}
+    for event in events:
+        raw["peak_rss_mib"] = max(raw["peak_rss_mib"], event["peak_rss_mib"])
+        if event["event"] == "searchable":
+            raw["time_to_searchable_s"] = event["seconds"]
+            raw["disk_bytes"] = event["disk_bytes"]
+        else:
+            raw["latencies_s"].append(event["seconds"])
+            raw["rankings"].append(event["ranking"])
+    return raw, stderr
+
+
+def summarise(name: str, raw: dict[str, Any], corpus: Corpus, exact: list[list[int]], pages: int) -> dict[str, Any]:
+    row: dict[str, Any] = {"contender": name, "status": raw["status"], "queries": len(raw["rankings"])}
+    if "time_to_searchable_s" in raw:
+        row["time_to_searchable_s"] = round(raw["time_to_searchable_s"], 1)
+        row["disk_bytes_per_page"] = int(raw["disk_bytes"] / pages)
+    row["peak_rss_mib"] = int(raw["peak_rss_mib"])
     rankings = raw["rankings"]
+    if not rankings:
+        return row
+    n = len(rankings)
 
     def recall(depth: int) -> float:
-        return float(
-            np.mean([len(set(r[:depth]) & set(e[:depth])) / depth for r, e in zip(rankings, exact[:n], strict=True)])
-        )
+        pairs = zip(rankings, exact[:n], strict=True)
+        return float(np.mean([len(set(r[:depth]) & set(e[:depth])) / depth for r, e in pairs]))
 
     latencies_ms = [s * 1000 for s in raw["latencies_s"]]
-    return {
-        "contender": raw["contender"],
-        "queries": n,
-        "time_to_searchable_s": round(raw["time_to_searchable_s"], 1),
-        "p50_ms": round(statistics.median(latencies_ms), 1),
-        "p95_ms": round(float(np.percentile(latencies_ms, 95)), 1),
-        "recall_at_5": round(recall(5), 3),
-        "recall_at_10": round(recall(10), 3),
-        "hit_at_1": round(float(np.mean([r[0] == t for r, t in zip(rankings, corpus.targets[:n], strict=True)])), 3),
-        "disk_bytes_per_page": int(raw["disk_bytes"] / pages),
-        "peak_rss_mib": int(raw["peak_rss_mib"]),
-    }
+    row.update(
+        p50_ms=round(statistics.median(latencies_ms), 1),
+        p95_ms=round(float(np.percentile(latencies_ms, 95)), 1),
+        recall_at_5=round(recall(5), 3),
+        recall_at_10=round(recall(10), 3),
+        hit_at_1=round(float(np.mean([r[0] == t for r, t in zip(rankings, corpus.targets[:n], strict=True)])), 3),
+    )
+    return row
 
 
 def main() -> None:
@@ -272,13 +299,14 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--tutorial-queries", type=int, default=5, help="the tutorial needs minutes per query on Lite")
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--deadline", type=float, help="seconds a contender may run before it is stopped")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: run one contender, print raw JSON
     args = parser.parse_args()
 
     if args.child:
         limit = args.tutorial_queries if args.child == "milvus-tutorial" else args.queries
-        print(json.dumps(run_contender(args.child, args.pages, args.seed, limit)))
+        run_contender(args.child, args.pages, args.seed, limit)
         return
 
     corpus = make_corpus(args.pages, seed=args.seed)
@@ -303,16 +331,15 @@ def main() -> None:
             "--tutorial-queries",
             str(args.tutorial_queries),
         ]
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            print(f"{name}: failed\n{result.stderr[-2000:]}", file=sys.stderr)
-            rows.append({"contender": name, "error": result.stderr.strip().splitlines()[-1:]})
-            continue
-        rows.append(summarise(json.loads(result.stdout.strip().splitlines()[-1]), corpus, exact, args.pages))
+        raw, stderr = collect(command, args.deadline)
+        if raw["status"].startswith("failed"):
+            print(f"{name}: {raw['status']}\n{stderr[-2000:]}", file=sys.stderr)
+        rows.append(summarise(name, raw, corpus, exact, args.pages))
         print(json.dumps(rows[-1]), flush=True)
 
     columns = [
         "contender",
+        "status",
         "queries",
         "time_to_searchable_s",
         "p50_ms",
