@@ -125,6 +125,7 @@ class MilvusMultiVectorStore:
         self.candidates_per_vector = candidates_per_vector
         self.rerank_depth = rerank_depth
         self._timeout = timeout
+        self._closed = False
         self._client = self._connect(token, db_name)
         self._dim, self._model_name, created = self._open_or_create(dim, model_name)
         self._cache = PageVectorCache(self._dim, n_centroids=n_centroids) if use_cache else None
@@ -366,8 +367,13 @@ class MilvusMultiVectorStore:
                 self._saved_cache_version = cache.version
             except OSError:  # only costs a slower reopen
                 logger.warning("could not save the vector cache to %s", path, exc_info=True)
+        if self._closed:
+            return
+        self._closed = True
         with self._translate("close the connection"):
             self._client.close()
+        if self.is_lite:
+            _release_lite_database(self.uri)
 
     def __enter__(self) -> MilvusMultiVectorStore:
         return self
@@ -390,7 +396,7 @@ class MilvusMultiVectorStore:
         if self.is_lite:
             Path(self.uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
         try:
-            return MilvusClient(**kwargs)
+            client = MilvusClient(**kwargs)
         except Exception as error:
             if self.is_lite and _lite_file_locked(Path(self.uri)):
                 raise StoreConnectionError(
@@ -402,6 +408,9 @@ class MilvusMultiVectorStore:
             raise StoreConnectionError(
                 f"cannot connect to Milvus at {_redact_uri(self.uri)}: {type(error).__name__}: {message}"
             ) from _scrub(error, token)
+        if self.is_lite:
+            _hold_lite_database(self.uri)
+        return client
 
     def _open_or_create(self, dim: int | None, model_name: str | None) -> tuple[int, str | None, bool]:
         with self._translate("open the collections"):
@@ -841,6 +850,32 @@ def _scrub(error: BaseException, token: str | None) -> BaseException:
 
 def _scrub_text(text: str, token: str | None) -> str:
     return text.replace(token, "***") if token else text
+
+
+# Milvus Lite runs one in-process server per database and keeps its file lock until that server
+# stops, which pymilvus never asks for. Stores count their users per database and stop the server
+# when the last one closes, so that another process can open the file afterwards.
+_lite_users: dict[str, int] = {}
+_lite_users_lock = threading.Lock()
+
+
+def _hold_lite_database(uri: str) -> None:
+    with _lite_users_lock:
+        _lite_users[uri] = _lite_users.get(uri, 0) + 1
+
+
+def _release_lite_database(uri: str) -> None:
+    with _lite_users_lock:
+        remaining = _lite_users.get(uri, 1) - 1
+        if remaining > 0:
+            _lite_users[uri] = remaining
+            return
+        _lite_users.pop(uri, None)
+    try:
+        from milvus_lite.server_manager import server_manager_instance
+    except ImportError:  # pragma: no cover - another Milvus Lite version: the lock lasts until exit
+        return
+    server_manager_instance.release_server(uri)
 
 
 def _lite_file_locked(database: Path) -> bool:

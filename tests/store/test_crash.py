@@ -1,0 +1,79 @@
+"""SIGKILL an ingesting process at several points; every page is then whole or absent, and a re-run completes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from colpali_milvus import MilvusMultiVectorStore, maxsim
+from helpers import unit_vectors
+
+SRC = Path(__file__).parents[2] / "src"
+N_PAGES, N_VECTORS, DIM = 12, 30, 8
+
+INGEST = textwrap.dedent("""
+    import os, signal, sys
+    import numpy as np
+    sys.path.insert(0, {src!r})
+    import colpali_milvus.store.milvus as milvus
+
+    kill_after = int(sys.argv[2])  # insert requests allowed before the process kills itself; -1: never
+    calls = 0
+    original = milvus.MilvusMultiVectorStore._insert_batch
+
+    def insert_then_maybe_die(self, collection, batch):
+        global calls
+        if calls == kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+        calls += 1
+        original(self, collection, batch)
+
+    milvus.MilvusMultiVectorStore._insert_batch = insert_then_maybe_die
+    milvus._INSERT_BATCH_ROWS = 25  # several requests per page, so kills land mid-page too
+    pages = np.load(sys.argv[3])
+    store = milvus.MilvusMultiVectorStore(sys.argv[1], collection_name="crash", dim={dim})
+    for start in range(0, len(pages), 3):
+        ids = [f"page{{i}}" for i in range(start, min(start + 3, len(pages)))]
+        store.add(list(pages[start : start + 3]), [{{"page": int(i[4:]) + 1}} for i in ids], ids=ids)
+    store.close()
+""").format(src=str(SRC), dim=DIM)
+
+
+# 4 adds x (4 vector requests of <= 25 rows + 1 page-row request) = 20 insert requests: kill before
+# the first, mid-page, just before a commit marker (4), just after one (5), mid-run and before the last.
+@pytest.mark.parametrize("kill_after", [0, 2, 4, 5, 12, 19])
+def test_sigkill_leaves_whole_pages_and_a_rerun_completes(tmp_path: Path, kill_after: int) -> None:
+    rng = np.random.default_rng(kill_after)
+    pages = np.stack([unit_vectors(rng, N_VECTORS, DIM) for _ in range(N_PAGES)])
+    np.save(tmp_path / "pages.npy", pages)
+    script = tmp_path / "ingest.py"
+    script.write_text(INGEST)
+    uri = str(tmp_path / "crash.db")
+
+    def ingest(kill: int) -> int:
+        command = [sys.executable, str(script), uri, str(kill), str(tmp_path / "pages.npy")]
+        return subprocess.run(command, capture_output=True, timeout=300, check=False).returncode
+
+    assert ingest(kill_after) == -signal.SIGKILL
+
+    with MilvusMultiVectorStore(uri, collection_name="crash") as store:
+        survivors = store.page_ids()
+        for page_id in survivors:  # whatever survived is whole
+            np.testing.assert_allclose(store.get_vectors([page_id])[page_id], pages[int(page_id[4:])], atol=1e-6)
+        for hit in store.search(pages[0][:2], k=N_PAGES):
+            assert hit.page_id in survivors
+            expected = maxsim(pages[0][:2], [pages[int(hit.page_id[4:])]])[0]
+            assert hit.score == pytest.approx(float(expected), abs=1e-4)
+
+    assert ingest(-1) == 0  # the same ingestion again, to the end
+    with MilvusMultiVectorStore(uri, collection_name="crash", cache=False) as store:
+        info = store.info()
+        assert (info.pages, info.vectors) == (N_PAGES, N_PAGES * N_VECTORS)  # nothing twice
+    assert os.path.isdir(uri)
