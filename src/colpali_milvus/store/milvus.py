@@ -32,6 +32,14 @@ from colpali_milvus.search.maxsim import maxsim_flat, page_offsets
 from colpali_milvus.search.pooling import DEFAULT_CENTROIDS
 from colpali_milvus.store.cache import PageVectorCache
 from colpali_milvus.store.filters import Filter, compile_filter
+from colpali_milvus.store.lite import (
+    LITE_LOCK_FILE,
+    hold_lite_database,
+    is_lite_uri,
+    lite_file_locked,
+    normalise_uri,
+    release_lite_database,
+)
 from colpali_milvus.store.schema import (
     MAX_ID_LENGTH,
     MAX_LABEL_LENGTH,
@@ -59,7 +67,6 @@ QUERY_WINDOW = 16_384
 _INSERT_BATCH_ROWS = 4_096
 _ID_BATCH = 1_000  # ids per `in [...]` expression
 _PROPERTY_PREFIX = "colpali_milvus."
-_LITE_LOCK_FILE = "LOCK"  # milvus_lite.db.LOCK_FILENAME: flock-ed by the process that owns the database
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +123,7 @@ class MilvusMultiVectorStore:
             raise InvalidInputError(f"dim must be positive, got {dim}")
         if candidates_per_vector <= 0 or rerank_depth <= 0:
             raise InvalidInputError("candidates_per_vector and rerank_depth must be positive")
-        self.uri = _normalise_uri(uri)
+        self.uri = normalise_uri(uri)
         self.collection_name = collection_name
         self.vectors_collection = f"{collection_name}_vectors"
         self.pages_collection = f"{collection_name}_pages"
@@ -137,7 +144,7 @@ class MilvusMultiVectorStore:
 
     @property
     def is_lite(self) -> bool:
-        return _is_lite_uri(self.uri)
+        return is_lite_uri(self.uri)
 
     @property
     def dim(self) -> int:
@@ -373,7 +380,7 @@ class MilvusMultiVectorStore:
         with self._translate("close the connection"):
             self._client.close()
         if self.is_lite:
-            _release_lite_database(self.uri)
+            release_lite_database(self.uri)
 
     def __enter__(self) -> MilvusMultiVectorStore:
         return self
@@ -398,10 +405,10 @@ class MilvusMultiVectorStore:
         try:
             client = MilvusClient(**kwargs)
         except Exception as error:
-            if self.is_lite and _lite_file_locked(Path(self.uri)):
+            if self.is_lite and lite_file_locked(Path(self.uri)):
                 raise StoreConnectionError(
                     f"the Milvus Lite database {self.uri} is open in another process (it holds "
-                    f"{Path(self.uri) / _LITE_LOCK_FILE}); Milvus Lite allows one process per database: "
+                    f"{Path(self.uri) / LITE_LOCK_FILE}); Milvus Lite allows one process per database: "
                     "close the other process, or use a Milvus server for shared access"
                 ) from None
             message = _scrub_text(getattr(error, "message", None) or str(error), token)
@@ -409,7 +416,7 @@ class MilvusMultiVectorStore:
                 f"cannot connect to Milvus at {_redact_uri(self.uri)}: {type(error).__name__}: {message}"
             ) from _scrub(error, token)
         if self.is_lite:
-            _hold_lite_database(self.uri)
+            hold_lite_database(self.uri)
         return client
 
     def _open_or_create(self, dim: int | None, model_name: str | None) -> tuple[int, str | None, bool]:
@@ -820,17 +827,6 @@ def _windows(pages: Mapping[str, Mapping[str, Any]]) -> Iterator[list[str]]:
         yield group
 
 
-def _normalise_uri(uri: str | PathLike[str]) -> str:
-    text = str(uri)
-    if _is_lite_uri(text):
-        return str(Path(text).expanduser())
-    return text
-
-
-def _is_lite_uri(uri: str) -> bool:
-    return not re.match(r"^[a-z][a-z0-9+.-]*://", uri, flags=re.IGNORECASE)
-
-
 def _redact_uri(uri: str) -> str:
     """The uri without any ``user:password@`` part."""
     return re.sub(r"(://)[^/@]*@", r"\1***@", uri)
@@ -850,47 +846,3 @@ def _scrub(error: BaseException, token: str | None) -> BaseException:
 
 def _scrub_text(text: str, token: str | None) -> str:
     return text.replace(token, "***") if token else text
-
-
-# Milvus Lite runs one in-process server per database and keeps its file lock until that server
-# stops, which pymilvus never asks for. Stores count their users per database and stop the server
-# when the last one closes, so that another process can open the file afterwards.
-_lite_users: dict[str, int] = {}
-_lite_users_lock = threading.Lock()
-
-
-def _hold_lite_database(uri: str) -> None:
-    with _lite_users_lock:
-        _lite_users[uri] = _lite_users.get(uri, 0) + 1
-
-
-def _release_lite_database(uri: str) -> None:
-    with _lite_users_lock:
-        remaining = _lite_users.get(uri, 1) - 1
-        if remaining > 0:
-            _lite_users[uri] = remaining
-            return
-        _lite_users.pop(uri, None)
-    try:
-        from milvus_lite.server_manager import server_manager_instance
-    except ImportError:  # pragma: no cover - another Milvus Lite version: the lock lasts until exit
-        return
-    server_manager_instance.release_server(uri)
-
-
-def _lite_file_locked(database: Path) -> bool:
-    """Whether another process holds the lock of a Milvus Lite database (a folder with a LOCK file)."""
-    lock = database / _LITE_LOCK_FILE
-    if not lock.is_file():
-        return False
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: cannot tell, report the generic error
-        return False
-    with lock.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return False
