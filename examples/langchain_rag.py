@@ -1,10 +1,11 @@
 """A LangChain multimodal RAG chain: ColPaliRetriever -> page images in one message -> a vision chat model.
 
     python examples/langchain_rag.py --pdf report.pdf --question "What was Q3 revenue?"
-    python examples/langchain_rag.py --pdf report.pdf --openai gpt-4o-mini   # needs langchain-openai
+    python examples/langchain_rag.py --pdf report.pdf --llm openai --llm-model gpt-4o-mini
+    python examples/langchain_rag.py --pdf report.pdf --llm ollama --llm-model qwen2.5vl
 
-Without --openai the chat model is a stand-in that reports which page images it was given, so the
-chain runs anywhere (and in our tests, on a tiny local model).
+Without --llm the chat model is a stand-in that reports which page images it was given, so the
+chain runs anywhere (and in our tests, on a tiny local model). See llm_choice.py for the flags.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import RunnableLambda, RunnablePassthrough
+from llm_choice import add_llm_arguments, langchain_chat_model
 
 from colpali_milvus import DEFAULT_MODEL, ColPaliIndex
 from colpali_milvus.langchain import ColPaliRetriever, pages_to_message
@@ -53,18 +55,13 @@ def main() -> None:
     parser.add_argument("--uri", help="Milvus uri (default: a temporary Milvus Lite file)")
     parser.add_argument("--question", default="What does the main chart show?")
     parser.add_argument("--k", type=int, default=2)
-    parser.add_argument("--openai", metavar="CHAT_MODEL", help="use langchain-openai's ChatOpenAI with this model")
+    add_llm_arguments(parser)
     args = parser.parse_args()
 
     index = ColPaliIndex.from_model(args.model, uri=args.uri or str(Path(tempfile.mkdtemp()) / "rag.db"))
     index.add_pdf(args.pdf)
 
-    if args.openai:
-        from langchain_openai import ChatOpenAI  # type: ignore[import-not-found]
-
-        chat_model: BaseChatModel = ChatOpenAI(model=args.openai)
-    else:
-        chat_model = PageCountingChatModel()
+    chat_model: BaseChatModel = langchain_chat_model(args, stand_in=PageCountingChatModel())
 
     retriever = ColPaliRetriever(index=index, k=args.k)
     chain = (

@@ -1,11 +1,12 @@
 """A LlamaIndex multimodal query engine over ColPali page retrieval.
 
     python examples/llama_index_query_engine.py --pdf report.pdf --question "What was Q3 revenue?"
-    python examples/llama_index_query_engine.py --pdf report.pdf --openai gpt-4o-mini  # needs llama-index-llms-openai
+    python examples/llama_index_query_engine.py --pdf report.pdf --llm openai --llm-model gpt-4o-mini
+    python examples/llama_index_query_engine.py --pdf report.pdf --llm ollama --llm-model qwen2.5vl
 
 Pages are indexed, retrieved as ImageNodes, and RetrieverQueryEngine(multimodal=True) hands them to
-the LLM as image blocks. Without --openai the LLM is a stand-in that reports how many page images it
-received.
+the LLM as image blocks, with each page's text layer as context text. Without --llm the LLM is a
+stand-in that reports how many page images it received. See llm_choice.py for the flags.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from llama_index.core.base.llms.types import ChatMessage, ChatResponse, CompletionResponse, ImageBlock, LLMMetadata
 from llama_index.core.llms import LLM, CustomLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
+from llm_choice import add_llm_arguments, llama_index_llm
 
 from colpali_milvus import DEFAULT_MODEL, ColPaliIndex
 from colpali_milvus.llama_index import ColPaliRetriever
@@ -49,18 +51,13 @@ def main() -> None:
     parser.add_argument("--uri", help="Milvus uri (default: a temporary Milvus Lite file)")
     parser.add_argument("--question", default="What does the main chart show?")
     parser.add_argument("--top-k", type=int, default=2)
-    parser.add_argument("--openai", metavar="MODEL", help="use llama-index-llms-openai's OpenAI with this model")
+    add_llm_arguments(parser)
     args = parser.parse_args()
 
     index = ColPaliIndex.from_model(args.model, uri=args.uri or str(Path(tempfile.mkdtemp()) / "engine.db"))
     index.add_pdf(args.pdf)
 
-    if args.openai:
-        from llama_index.llms.openai import OpenAI  # type: ignore[import-not-found]
-
-        llm: LLM = OpenAI(model=args.openai)
-    else:
-        llm = ImageCountingLLM()
+    llm: LLM = llama_index_llm(args, stand_in=ImageCountingLLM())
 
     engine = RetrieverQueryEngine.from_args(
         retriever=ColPaliRetriever(index=index, similarity_top_k=args.top_k), llm=llm, multimodal=True

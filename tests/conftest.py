@@ -9,6 +9,28 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from helpers import ColourEmbedder, PdfPage, write_pdf
+from milvus_server import EmbeddedMilvus, ExternalMilvus, external_test_uri
+from targets import BACKENDS, StoreTarget, store_target
+
+
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedMilvus | ExternalMilvus]:
+    """One real Milvus server on loopback for the whole session (see tests/milvus_server.py)."""
+    uri = external_test_uri()
+    if uri:
+        yield ExternalMilvus(uri)
+        return
+    server = EmbeddedMilvus(tmp_path_factory.mktemp("milvus-server"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreTarget]:
+    yield from store_target(request.param, request, tmp_path)
 
 
 @pytest.fixture
@@ -22,10 +44,8 @@ def lite_uri(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def store(lite_uri: str) -> Iterator[object]:
-    from colpali_milvus.store import MilvusMultiVectorStore
-
-    with MilvusMultiVectorStore(lite_uri, collection_name="test", dim=16, model_name="test/colour-embedder") as s:
+def store(target: StoreTarget) -> Iterator[object]:
+    with target.open("test", dim=16, model_name="test/colour-embedder") as s:
         yield s
 
 

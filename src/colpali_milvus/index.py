@@ -7,13 +7,13 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from colpali_milvus.embed.protocol import MultiVectorEmbedder, embedder_name
-from colpali_milvus.errors import DocumentError, InvalidInputError
+from colpali_milvus.embed.protocol import MultiVectorEmbedder, PatchExplainer, embedder_name
+from colpali_milvus.errors import DocumentError, InvalidInputError, ModelError
 from colpali_milvus.pages.identity import image_digest
 from colpali_milvus.pages.image_store import PageImageStore
 from colpali_milvus.pages.images import IMAGE_SUFFIXES, read_image
@@ -24,11 +24,15 @@ from colpali_milvus.types import IngestReport, Page, PageHit, SkippedFile
 if TYPE_CHECKING:
     from PIL import Image
 
+    from colpali_milvus.explain import SimilarityMap
     from colpali_milvus.store.milvus import MilvusMultiVectorStore
 
-__all__ = ["ColPaliIndex"]
+__all__ = ["ColPaliIndex", "Progress"]
 
 logger = logging.getLogger(__name__)
+
+#: Called after each ingestion batch with the number of pages it handled (stored or already present).
+Progress = Callable[[int], None]
 
 
 class ColPaliIndex:
@@ -102,6 +106,7 @@ class ColPaliIndex:
         metadata: Mapping[str, Any] | None = None,
         password: str | None = None,
         dpi: int = DEFAULT_DPI,
+        progress: Progress | None = None,
     ) -> list[str]:
         """Index every page of a PDF; returns its page ids.
 
@@ -109,7 +114,7 @@ class ColPaliIndex:
         pages of its previous version (after the new ones are stored).
         """
         pages = read_pdf(path, dpi=dpi, password=password, metadata=metadata)
-        return self._add_document(pages)
+        return self._add_document(pages, progress)
 
     def add_file(
         self,
@@ -117,12 +122,13 @@ class ColPaliIndex:
         *,
         metadata: Mapping[str, Any] | None = None,
         password: str | None = None,
+        progress: Progress | None = None,
     ) -> list[str]:
         """Index a PDF or an image file, chosen by its suffix; returns its page ids."""
         if Path(path).suffix.lower() == ".pdf":
-            return self.add_pdf(path, metadata=metadata, password=password)
+            return self.add_pdf(path, metadata=metadata, password=password, progress=progress)
         if Path(path).suffix.lower() in IMAGE_SUFFIXES:
-            return self.add_image_file(path, metadata=metadata)
+            return self.add_image_file(path, metadata=metadata, progress=progress)
         raise DocumentError(f"{path}: not a PDF or a supported image ({', '.join(sorted(IMAGE_SUFFIXES))})")
 
     def add_folder(
@@ -131,6 +137,7 @@ class ColPaliIndex:
         *,
         recursive: bool = True,
         metadata: Mapping[str, Any] | None = None,
+        progress: Progress | None = None,
     ) -> IngestReport:
         """Index every PDF and image in a folder; unreadable files are skipped and reported.
 
@@ -141,24 +148,37 @@ class ColPaliIndex:
         root = Path(folder)
         if not root.is_dir():
             raise DocumentError(f"no such folder: {root}")
-        pattern = "**/*" if recursive else "*"
-        suffixes = IMAGE_SUFFIXES | {".pdf"}
-        paths = sorted(p for p in root.glob(pattern) if p.is_file() and p.suffix.lower() in suffixes)
+        return self.add_files(indexable_files(root, recursive=recursive), metadata=metadata, progress=progress)
+
+    def add_files(
+        self,
+        paths: Iterable[str | PathLike[str]],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        progress: Progress | None = None,
+    ) -> IngestReport:
+        """Index PDFs and images; files that cannot be read are skipped and reported (see ``add_folder``)."""
         files: list[str] = []
         page_ids: list[str] = []
         skipped: list[SkippedFile] = []
         for path in paths:
             try:
-                page_ids += self.add_file(path, metadata=metadata)
+                page_ids += self.add_file(path, metadata=metadata, progress=progress)
                 files.append(str(path))
             except DocumentError as error:
                 logger.warning("skipped %s: %s", path, error)
                 skipped.append(SkippedFile(str(path), str(error)))
         return IngestReport(files=tuple(files), page_ids=tuple(page_ids), skipped=tuple(skipped))
 
-    def add_image_file(self, path: str | PathLike[str], *, metadata: Mapping[str, Any] | None = None) -> list[str]:
+    def add_image_file(
+        self,
+        path: str | PathLike[str],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        progress: Progress | None = None,
+    ) -> list[str]:
         """Index an image file (each frame of a multi-page TIFF is a page); returns page ids."""
-        return self._add_document(read_image(path, metadata=metadata))
+        return self._add_document(read_image(path, metadata=metadata), progress)
 
     def add_images(
         self,
@@ -177,7 +197,7 @@ class ColPaliIndex:
         ]
         return self.add_pages(pages)
 
-    def add_pages(self, pages: Iterable[Page]) -> list[str]:
+    def add_pages(self, pages: Iterable[Page], *, progress: Progress | None = None) -> list[str]:
         """Embed and store pages, ``ingest_batch_size`` at a time; pages already stored are skipped."""
         page_ids: list[str] = []
         for batch in _chunks(pages, self.ingest_batch_size):
@@ -199,13 +219,15 @@ class ColPaliIndex:
                 )
             page_ids += ids
             logger.info("stored %d new pages (%d already present)", len(new), len(unique) - len(new))
+            if progress is not None:
+                progress(len(batch))
         return page_ids
 
-    def _add_document(self, pages: Iterator[Page]) -> list[str]:
+    def _add_document(self, pages: Iterator[Page], progress: Progress | None = None) -> list[str]:
         first = next(pages, None)
         if first is None:
             return []
-        page_ids = self.add_pages(_prepend(first, pages))
+        page_ids = self.add_pages(_prepend(first, pages), progress=progress)
         # A new version of a file at the same source replaces the old one, once it is stored.
         stale = self.store.delete(source=first.source, filter={"doc_id": {"$ne": first.doc_id}})
         if stale:
@@ -231,6 +253,22 @@ class ColPaliIndex:
         (query_vectors,) = self.embedder.embed_queries([query])
         hits = self.store.search(query_vectors, k=k, filter=filter, expr=expr)
         return [dataclasses.replace(hit, image_path=self.images.find(hit.page_id)) for hit in hits]
+
+    def explain(self, query: str, hit: PageHit) -> SimilarityMap:
+        """Which patches of a hit's page matched which words of ``query``: ``.heatmap()`` draws it.
+
+        Needs an embedder that can explain (``ColPaliEmbedder`` for ColPali and ColQwen2/2.5) and
+        the page's stored image; costs one more forward pass over the page.
+        """
+        if not isinstance(self.embedder, PatchExplainer):
+            raise ModelError(f"{type(self.embedder).__name__} cannot draw similarity maps (no explain_page)")
+        image = hit.load_image() if hit.image_path is not None else None
+        if image is None:
+            found = self.images.find(hit.page_id)
+            if found is None:
+                raise DocumentError(f"page {hit.page_id!r} has no stored image to explain")
+            image = dataclasses.replace(hit, image_path=found).load_image()
+        return self.embedder.explain_page(query, image)
 
     def delete(
         self,
@@ -259,6 +297,13 @@ class ColPaliIndex:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def indexable_files(folder: Path, *, recursive: bool = True) -> list[Path]:
+    """The PDFs and images in a folder that ``add_folder`` takes, in sorted order."""
+    pattern = "**/*" if recursive else "*"
+    suffixes = IMAGE_SUFFIXES | {".pdf"}
+    return sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in suffixes)
 
 
 def default_image_dir(store: MilvusMultiVectorStore) -> Path:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from fake_llm_server import fake_llm_server
 from helpers import PdfPage, write_pdf
 
 pytestmark = pytest.mark.models
@@ -77,3 +78,48 @@ def test_llama_index_query_engine(tiny_checkpoints: dict[str, Path], demo_pdf: P
     )
     assert "page image(s)" in out
     assert out.count("demo.pdf page") == 2
+
+
+# -- the same recipes against real chat-model integrations, talking to a fake server on loopback ------
+
+
+@pytest.mark.parametrize(
+    ("example", "llm", "path"),
+    [
+        ("langchain_rag.py", "openai", "/v1/chat/completions"),
+        ("langchain_rag.py", "ollama", "/api/chat"),
+        ("llama_index_query_engine.py", "openai", "/v1/chat/completions"),
+        ("llama_index_query_engine.py", "ollama", "/api/chat"),
+        ("hybrid_text_image.py", "openai", "/v1/chat/completions"),
+    ],
+)
+def test_recipes_send_page_images_to_a_real_chat_integration(
+    tiny_checkpoints: dict[str, Path], demo_pdf: Path, tmp_path: Path, example: str, llm: str, path: str
+) -> None:
+    pytest.importorskip("langchain_openai" if "llama" not in example else "llama_index.llms.openai_like")
+    with fake_llm_server() as (address, recorded):
+        base_url = f"{address}/v1" if llm == "openai" else address
+        out = run_example(
+            example,
+            "--pdf",
+            str(demo_pdf),
+            "--model",
+            str(tiny_checkpoints["colqwen2"]),
+            "--uri",
+            str(tmp_path / "r.db"),
+            "--llm",
+            llm,
+            "--llm-model",
+            "vision-model",
+            "--base-url",
+            base_url,
+            cwd=tmp_path,
+        )
+    # One request, or one per page where the LlamaIndex synthesizer refines page by page.
+    assert recorded.requests and {request_path for request_path, _ in recorded.requests} == {path}
+    assert {body["model"] for _, body in recorded.requests} == {"vision-model"}
+    images = recorded.images()
+    assert len(images) == 2 and all(image.format == "PNG" and image.width > 10 for image in images)
+    assert "fake model answer" in out
+    if example == "hybrid_text_image.py":  # the text layer travels with the image
+        assert any("Revenue table" in text for text in recorded.texts())

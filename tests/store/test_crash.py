@@ -28,12 +28,12 @@ INGEST = textwrap.dedent("""
     calls = 0
     original = milvus.MilvusMultiVectorStore._insert_batch
 
-    def insert_then_maybe_die(self, collection, batch):
+    def insert_then_maybe_die(self, collection, batch, **kwargs):
         global calls
         if calls == kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
         calls += 1
-        original(self, collection, batch)
+        original(self, collection, batch, **kwargs)
 
     milvus.MilvusMultiVectorStore._insert_batch = insert_then_maybe_die
     milvus._INSERT_BATCH_ROWS = 25  # several requests per page, so kills land mid-page too

@@ -18,18 +18,25 @@ from colpali_milvus import (
 )
 from colpali_milvus.store.schema import SCHEMA_VERSION
 from helpers import unit_vectors
+from targets import StoreTarget, store_target
 
 store_module = importlib.import_module("colpali_milvus.store.milvus")
 DIM = 16
 
 
-@pytest.fixture(params=[True, False], ids=["cache", "milvus-ann"])
-def store(request: pytest.FixtureRequest, lite_uri: str) -> Iterator[MilvusMultiVectorStore]:
-    """Every store test runs on both search paths: the in-process cache and Milvus ANN + fetch."""
-    with MilvusMultiVectorStore(
-        lite_uri, collection_name="test", dim=DIM, model_name="test/colour-embedder", cache=request.param
-    ) as s:
-        yield s
+@pytest.fixture(
+    params=[
+        pytest.param(("lite", True), id="lite-cache"),
+        pytest.param(("lite", False), id="lite-ann"),
+        pytest.param(("server", False), id="server", marks=pytest.mark.server),
+    ]
+)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MilvusMultiVectorStore]:
+    """Every store test runs on both search paths (in-process cache, Milvus ANN + fetch) and on a real server."""
+    kind, cache = request.param
+    for target in store_target(kind, request, tmp_path):
+        with target.open("test", dim=DIM, model_name="test/colour-embedder", cache=cache) as s:
+            yield s
 
 
 def planted_corpus(rng: np.random.Generator, n_pages: int = 12, n_vectors: int = 40) -> list[np.ndarray]:
@@ -104,7 +111,7 @@ def test_count_info_delete_and_page_ids(store: MilvusMultiVectorStore) -> None:
 
     info = store.info()
     assert (info.pages, info.vectors, info.dim, info.schema_version) == (6, 60, DIM, SCHEMA_VERSION)
-    assert info.backend == "milvus-lite"
+    assert info.backend == ("milvus-lite" if store.is_lite else "milvus")
     assert store.count({"source": "doc0.pdf"}) == 3
 
     deleted = store.delete("doc0.pdf")
@@ -196,36 +203,36 @@ def test_raw_expressions_that_milvus_rejects_raise_store_error(store: MilvusMult
     assert raised.value.__cause__ is not None
 
 
-def test_reopen_checks_model_dim_and_schema(lite_uri: str) -> None:
-    with MilvusMultiVectorStore(lite_uri, collection_name="c", dim=DIM, model_name="m/one") as store:
+def test_reopen_checks_model_dim_and_schema(target: StoreTarget) -> None:
+    with target.open(dim=DIM, model_name="m/one") as store:
         store.add([np.ones((2, DIM), np.float32)])
 
-    with MilvusMultiVectorStore(lite_uri, collection_name="c") as reopened:
+    with target.open() as reopened:
         assert (reopened.dim, reopened.model_name, reopened.count()) == (DIM, "m/one", 1)
     with pytest.raises(IndexMismatchError, match="m/one"):
-        MilvusMultiVectorStore(lite_uri, collection_name="c", model_name="m/two")
+        target.open(model_name="m/two")
     with pytest.raises(IndexMismatchError, match="16-d"):
-        MilvusMultiVectorStore(lite_uri, collection_name="c", dim=128)
+        target.open(dim=128)
 
 
-def test_a_model_name_is_recorded_once_then_enforced(lite_uri: str) -> None:
-    with MilvusMultiVectorStore(lite_uri, collection_name="c", dim=DIM) as store:
+def test_a_model_name_is_recorded_once_then_enforced(target: StoreTarget) -> None:
+    with target.open(dim=DIM) as store:
         assert store.model_name is None
         store.claim_model("m/one")
         store.claim_model("m/one")
         with pytest.raises(IndexMismatchError):
             store.claim_model("m/two")
-    with MilvusMultiVectorStore(lite_uri, collection_name="c") as reopened:
+    with target.open() as reopened:
         assert reopened.model_name == "m/one"
 
 
-def test_other_schema_versions_are_refused(lite_uri: str) -> None:
-    with MilvusMultiVectorStore(lite_uri, collection_name="c", dim=DIM) as store:
+def test_other_schema_versions_are_refused(target: StoreTarget) -> None:
+    with target.open(dim=DIM) as store:
         store._client.alter_collection_properties(
             store.pages_collection, properties={"colpali_milvus.schema_version": "0"}
         )
     with pytest.raises(IndexMismatchError, match="schema version"):
-        MilvusMultiVectorStore(lite_uri, collection_name="c")
+        target.open()
 
 
 def test_repr_hides_credentials(tmp_path: Path) -> None:
@@ -236,14 +243,14 @@ def test_repr_hides_credentials(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("cache", [True, False], ids=["cache", "milvus-ann"])
-def test_a_reopened_store_searches_what_was_stored(lite_uri: str, cache: bool) -> None:
+def test_a_reopened_store_searches_what_was_stored(target: StoreTarget, cache: bool) -> None:
     rng = np.random.default_rng(8)
     pages = planted_corpus(rng, n_pages=8, n_vectors=20)
-    with MilvusMultiVectorStore(lite_uri, collection_name="c", dim=DIM, cache=cache) as store:
+    with target.open(dim=DIM, cache=cache) as store:
         ids = store.add(pages, [{"page": i + 1, "lang": "en"} for i in range(8)], texts=[f"t{i}" for i in range(8)])
         before = store.search(pages[2][:3], k=3)
 
-    with MilvusMultiVectorStore(lite_uri, collection_name="c", cache=cache) as reopened:
+    with target.open(cache=cache) as reopened:
         after = reopened.search(pages[2][:3], k=3)
         assert [(h.page_id, h.metadata, h.text) for h in after] == [(h.page_id, h.metadata, h.text) for h in before]
         assert [h.score for h in after] == pytest.approx([h.score for h in before], abs=1e-5)
@@ -251,15 +258,15 @@ def test_a_reopened_store_searches_what_was_stored(lite_uri: str, cache: bool) -
         np.testing.assert_allclose(reopened.get_vectors([ids[5]])[ids[5]], pages[5], atol=1e-6)
 
 
-def test_the_cache_and_milvus_ann_paths_agree(lite_uri: str) -> None:
+def test_the_cache_and_milvus_ann_paths_agree(target: StoreTarget) -> None:
     rng = np.random.default_rng(9)
     pages = planted_corpus(rng, n_pages=30, n_vectors=24)
     metadatas = [{"page": i + 1, "group": i % 4} for i in range(30)]
-    with MilvusMultiVectorStore(lite_uri, collection_name="c", dim=DIM, cache=True) as cached:
+    with target.open(dim=DIM, cache=True) as cached:
         ids = cached.add(pages, metadatas, ids=[f"p{i}" for i in range(30)])
         queries = [pages[i][:4] + rng.normal(scale=0.1, size=(4, DIM)).astype(np.float32) for i in (0, 7, 19)]
         with_cache = [cached.search(q, k=5, filter={"group": {"$ne": 1}}) for q in queries]
-    with MilvusMultiVectorStore(lite_uri, collection_name="c", cache=False) as direct:
+    with target.open(cache=False) as direct:
         without = [direct.search(q, k=5, filter={"group": {"$ne": 1}}) for q in queries]
     for a, b in zip(with_cache, without, strict=True):
         assert [h.page_id for h in a] == [h.page_id for h in b]

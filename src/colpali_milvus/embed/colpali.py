@@ -17,6 +17,8 @@ from colpali_milvus.errors import InvalidInputError, ModelError
 if TYPE_CHECKING:
     from PIL import Image
 
+    from colpali_milvus.explain import SimilarityMap
+
 __all__ = ["DEFAULT_MODEL", "ColPaliEmbedder"]
 
 logger = logging.getLogger(__name__)
@@ -153,6 +155,53 @@ class ColPaliEmbedder:
         for batch in self._batches(queries, batch_size, "Embedding queries"):
             output += self._forward(self.processor.process_queries(texts=list(batch)))
         return output
+
+    def explain_page(self, query: str, image: Image.Image) -> SimilarityMap:
+        """Similarity of every query token to every image patch of a page (as colpali-engine's maps).
+
+        Embeds the page once more, keeping the processor's image-token mask and patch grid that
+        stored vectors do not carry.
+        """
+        from colpali_milvus.explain import SimilarityMap
+
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidInputError("query must be a non-empty string")
+        argument = self.family.patch_grid_argument
+        if argument is None:
+            raise ModelError(f"similarity maps are not supported for the {self.family.name} family yet")
+        torch = require("torch", extra="colpali")
+        image = image.convert("RGB")
+        page_inputs = self.processor.process_images([image]).to(self.device)
+        query_inputs = self.processor.process_queries(texts=[query]).to(self.device)
+        with self._lock, torch.inference_mode():
+            page_embeddings = self.model(**page_inputs)[0].float()  # (page_tokens, dim)
+            query_embeddings = self.model(**query_inputs)[0].float()  # (query_tokens, dim)
+        # The processor knows which tokens are image patches and how they tile the page.
+        try:
+            cols, rows = self.processor.get_n_patches(image.size, **{argument: self._vision_setting(argument)})
+            patch_mask = self.processor.get_image_mask(page_inputs)[0]  # (page_tokens,)
+        except AttributeError as error:
+            raise ModelError(f"{self.model_name!r} cannot lay out its patches: {error}") from error
+        patches = page_embeddings[patch_mask]  # (rows * cols, dim), row-major over the page
+        if patches.shape[0] != rows * cols:
+            raise ModelError(f"{patches.shape[0]} image tokens do not tile a {rows} x {cols} patch grid")
+        keep = query_inputs["attention_mask"][0].bool()  # (query_tokens,)
+        token_ids = query_inputs["input_ids"][0][keep].tolist()
+        grid = torch.einsum("td,rcd->trc", query_embeddings[keep], patches.reshape(rows, cols, -1))
+        grid = grid.cpu().numpy().astype(np.float32)  # (query_tokens, rows, cols)
+        tokenizer = self.processor.tokenizer
+        tokens = tuple(str(token) for token in tokenizer.convert_ids_to_tokens(token_ids))
+        filler = {*tokenizer.all_special_tokens, str(getattr(self.processor, "query_augmentation_token", ""))}
+        content = tuple(i for i, token in enumerate(tokens) if token not in filler and token.strip("▁Ġ "))
+        return SimilarityMap(query=query, tokens=tokens, maps=grid, image=image, content_tokens=content)
+
+    def _vision_setting(self, name: str) -> int:
+        """A vision-tower setting: the model's property, else its config (ColPali's property looks
+        for ``model.vision_tower``, which transformers 5 moved)."""
+        try:
+            return int(getattr(self.model, name))
+        except AttributeError:
+            return int(getattr(self.model.config.vision_config, name))
 
     def _forward(self, inputs: Any) -> list[FloatArray]:
         torch = require("torch", extra="colpali")

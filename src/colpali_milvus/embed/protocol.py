@@ -11,7 +11,9 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["MultiVectorEmbedder", "embedder_name"]
+    from colpali_milvus.explain import SimilarityMap
+
+__all__ = ["MultiVectorEmbedder", "PatchExplainer", "embedder_name"]
 
 
 @runtime_checkable
@@ -24,6 +26,13 @@ class MultiVectorEmbedder(Protocol):
     def embed_images(self, images: Sequence[Image.Image]) -> list[npt.NDArray[np.float32]]: ...
 
     def embed_queries(self, queries: Sequence[str]) -> list[npt.NDArray[np.float32]]: ...
+
+
+@runtime_checkable
+class PatchExplainer(Protocol):
+    """An embedder that can say which patches of a page matched which query tokens (optional)."""
+
+    def explain_page(self, query: str, image: Image.Image) -> SimilarityMap: ...
 
 
 def embedder_name(embedder: MultiVectorEmbedder) -> str:

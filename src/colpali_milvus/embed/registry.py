@@ -31,12 +31,19 @@ class ModelFamily:
     # next to a longer one; such families embed queries one at a time so results never depend on
     # what else is in the batch. Pages are unaffected: their sequences all have one length.
     batch_queries: bool = True
+    # The model attribute that the processor's ``get_n_patches`` takes to lay the page's image tokens
+    # out on their patch grid (for similarity maps); ``None`` where colpali-milvus has not verified it.
+    patch_grid_argument: str | None = None
 
 
 FAMILIES: tuple[ModelFamily, ...] = (
-    ModelFamily("colpali", ("paligemma",), "ColPali", "ColPaliProcessor", batch_queries=False),
-    ModelFamily("colqwen2", ("qwen2_vl",), "ColQwen2", "ColQwen2Processor"),
-    ModelFamily("colqwen2.5", ("qwen2_5_vl",), "ColQwen2_5", "ColQwen2_5_Processor"),
+    ModelFamily(
+        "colpali", ("paligemma",), "ColPali", "ColPaliProcessor", batch_queries=False, patch_grid_argument="patch_size"
+    ),
+    ModelFamily("colqwen2", ("qwen2_vl",), "ColQwen2", "ColQwen2Processor", patch_grid_argument="spatial_merge_size"),
+    ModelFamily(
+        "colqwen2.5", ("qwen2_5_vl",), "ColQwen2_5", "ColQwen2_5_Processor", patch_grid_argument="spatial_merge_size"
+    ),
     ModelFamily("colidefics3", ("idefics3",), "ColIdefics3", "ColIdefics3Processor"),
     ModelFamily("colmodernvbert", ("modernvbert",), "ColModernVBert", "ColModernVBertProcessor"),
 )

@@ -39,13 +39,24 @@ def pages_to_message(
     documents: Sequence[Document],
     *,
     instruction: str = DEFAULT_INSTRUCTION,
+    include_text: bool = False,
+    max_text_chars: int = 4000,
 ) -> HumanMessage:
-    """One human message: the instruction, then each page's caption and image, then the question."""
+    """One human message: the instruction, then each page's caption and image, then the question.
+
+    With ``include_text`` each page's text layer (``page_content``, up to ``max_text_chars``) goes
+    next to its image: exact figures and names for the model to quote, the image for layout,
+    charts and scans (pages without a text layer simply have none).
+    """
     content: list[dict[str, Any]] = [{"type": "text", "text": instruction}]
     for document in documents:
         source = document.metadata.get("source", "")
         label = document.metadata.get("page_label", document.metadata.get("page", ""))
         content.append({"type": "text", "text": f"[{source}, page {label}]"})
+        text = document.page_content.strip()
+        if include_text and text:
+            clipped = text if len(text) <= max_text_chars else text[:max_text_chars] + " [...]"
+            content.append({"type": "text", "text": f"Text layer of this page:\n{clipped}"})
         content.append(image_block(document))
     content.append({"type": "text", "text": f"Question: {question}"})
     return HumanMessage(content=content)  # type: ignore[arg-type]

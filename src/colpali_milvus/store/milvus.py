@@ -10,10 +10,12 @@ import logging
 import math
 import re
 import threading
+import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from os import PathLike
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,6 +48,8 @@ from colpali_milvus.store.schema import (
     MAX_SOURCE_LENGTH,
     MAX_TEXT_LENGTH,
     PAGE_FIELDS_SPEC,
+    SCALAR_INDEX_TYPES,
+    SCALAR_INDEXED_FIELDS,
     SCHEMA_VERSION,
     VECTOR_FIELDS_SPEC,
     FieldSpec,
@@ -67,6 +71,8 @@ QUERY_WINDOW = 16_384
 _INSERT_BATCH_ROWS = 4_096
 _ID_BATCH = 1_000  # ids per `in [...]` expression
 _PROPERTY_PREFIX = "colpali_milvus."
+_FIRST_BACKOFF_S = 0.5
+_MAX_BACKOFF_S = 8.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +85,10 @@ class StoreInfo:
     dim: int
     schema_version: int
     pages: int
-    vectors: int
+    vectors: int  # vector rows, as Milvus counts them
+    index_type: str
+    indexed_vectors: int | None = None  # rows the ANN index covers (a server builds it asynchronously)
+    pending_index_vectors: int | None = None
 
 
 class MilvusMultiVectorStore:
@@ -99,6 +108,13 @@ class MilvusMultiVectorStore:
             requests (see :mod:`colpali_milvus.store.cache`). ``None`` (default) turns it on for Milvus
             Lite, which one process owns, and off for a server, which other processes may write to.
         n_centroids: centroids per page that the cache uses to gather candidates.
+        db_name: the Milvus database (server only).
+        timeout: seconds one request may take before it fails.
+        retry_timeout: for a server, how long (seconds) to keep retrying a request that failed
+            because the server could not be reached (a restart, a failover, a network blip), with
+            exponential backoff; then the error is raised. ``0`` fails at once. Errors that are not
+            about reaching the server (a bad expression, a schema mismatch) are never retried.
+        create: create the collections when they do not exist (else raise :class:`StoreError`).
     """
 
     def __init__(
@@ -116,6 +132,8 @@ class MilvusMultiVectorStore:
         n_centroids: int = DEFAULT_CENTROIDS,
         db_name: str | None = None,
         timeout: float | None = None,
+        retry_timeout: float = 30.0,
+        create: bool = True,
     ) -> None:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", collection_name):
             raise InvalidInputError(f"collection_name must be an identifier, got {collection_name!r}")
@@ -123,6 +141,8 @@ class MilvusMultiVectorStore:
             raise InvalidInputError(f"dim must be positive, got {dim}")
         if candidates_per_vector <= 0 or rerank_depth <= 0:
             raise InvalidInputError("candidates_per_vector and rerank_depth must be positive")
+        if not retry_timeout >= 0:
+            raise InvalidInputError(f"retry_timeout must be >= 0, got {retry_timeout!r}")
         self.uri = normalise_uri(uri)
         self.collection_name = collection_name
         self.vectors_collection = f"{collection_name}_vectors"
@@ -132,9 +152,10 @@ class MilvusMultiVectorStore:
         self.candidates_per_vector = candidates_per_vector
         self.rerank_depth = rerank_depth
         self._timeout = timeout
+        self.retry_timeout = 0.0 if self.is_lite else float(retry_timeout)  # Lite runs in-process
         self._closed = False
         self._client = self._connect(token, db_name)
-        self._dim, self._model_name, created = self._open_or_create(dim, model_name)
+        self._dim, self._model_name, created = self._open_or_create(dim, model_name, create)
         self._cache = PageVectorCache(self._dim, n_centroids=n_centroids) if use_cache else None
         self._cache_loaded = created  # a new collection's cache is complete from the start
         self._cache_lock = threading.Lock()
@@ -154,9 +175,14 @@ class MilvusMultiVectorStore:
     def model_name(self) -> str | None:
         return self._model_name
 
+    @property
+    def display_uri(self) -> str:
+        """The uri without credentials, safe to log and show."""
+        return _redact_uri(self.uri)
+
     def __repr__(self) -> str:  # never shows the token
         return (
-            f"{type(self).__name__}(uri={_redact_uri(self.uri)!r}, "
+            f"{type(self).__name__}(uri={self.display_uri!r}, "
             f"collection_name={self.collection_name!r}, dim={self._dim}, model_name={self._model_name!r})"
         )
 
@@ -169,10 +195,12 @@ class MilvusMultiVectorStore:
                 f"collection {self.collection_name!r} was built with model {self._model_name!r}, "
                 f"not {model_name!r}; use another collection_name or the original model"
             )
-        with self._translate("record the model name"):
-            self._client.alter_collection_properties(
+        self._call(
+            "record the model name",
+            lambda: self._client.alter_collection_properties(
                 self.pages_collection, properties={f"{_PROPERTY_PREFIX}model": model_name}
-            )
+            ),
+        )
         self._model_name = model_name
 
     def add(
@@ -233,7 +261,10 @@ class MilvusMultiVectorStore:
             }
             for page_id, page, page_columns, text in zip(ids, pages, columns, texts, strict=True)
         )
-        self._insert(self.pages_collection, page_rows)
+        # Upserted, not inserted: a Milvus server keeps both rows of a duplicated primary key and
+        # answers queries and searches from different ones, so a retried or concurrent write of
+        # the same page must not leave two page rows.
+        self._insert(self.pages_collection, page_rows, upsert=True)
         if self._cache is not None:
             for page_id, page, page_columns, text in zip(ids, pages, columns, texts, strict=True):
                 row = {"page_id": page_id, **page_columns, "text": text, "n_vectors": int(page.shape[0])}
@@ -348,6 +379,7 @@ class MilvusMultiVectorStore:
         return self._count(self.pages_collection, compile_filter(filter))
 
     def info(self) -> StoreInfo:
+        index = self._vector_index_description()
         return StoreInfo(
             collection_name=self.collection_name,
             backend="milvus-lite" if self.is_lite else "milvus",
@@ -356,14 +388,36 @@ class MilvusMultiVectorStore:
             schema_version=SCHEMA_VERSION,
             pages=self._count(self.pages_collection, ""),
             vectors=self._count(self.vectors_collection, ""),
+            index_type=str(index.get("index_type") or self.index.index_type),
+            indexed_vectors=_optional_int(index.get("indexed_rows")),
+            pending_index_vectors=_optional_int(index.get("pending_index_rows")),
         )
+
+    def flush(self) -> None:
+        """Seal what was inserted so a server builds its ANN index over it (``info()`` shows progress).
+
+        Never needed for correctness: unsealed rows are searched by brute force until indexed.
+        """
+        for name in (self.vectors_collection, self.pages_collection):
+            self._call("flush", partial(self._client.flush, name))
+
+    def wait_for_index(self, timeout: float = 600.0, poll: float = 1.0) -> StoreInfo:
+        """Flush, then wait until the server's ANN index covers every vector row (or ``timeout``)."""
+        self.flush()
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.info()
+            if not info.pending_index_vectors and (info.indexed_vectors or 0) >= info.vectors:
+                return info
+            if info.indexed_vectors is None or time.monotonic() > deadline:
+                return info  # this backend does not report index progress, or time is up
+            time.sleep(poll)
 
     def drop(self) -> None:
         """Drop both collections (every page, irreversibly)."""
-        with self._translate("drop the collections"):
-            for name in (self.pages_collection, self.vectors_collection):
-                if self._client.has_collection(name):
-                    self._client.drop_collection(name)
+        for name in (self.pages_collection, self.vectors_collection):
+            if self._call("drop the collections", partial(self._client.has_collection, name)):
+                self._call("drop the collections", partial(self._client.drop_collection, name))
 
     def close(self) -> None:
         """Close the connection; for Milvus Lite also save the vector cache for a fast reopen."""
@@ -419,10 +473,9 @@ class MilvusMultiVectorStore:
             hold_lite_database(self.uri)
         return client
 
-    def _open_or_create(self, dim: int | None, model_name: str | None) -> tuple[int, str | None, bool]:
-        with self._translate("open the collections"):
-            has_pages = self._client.has_collection(self.pages_collection)
-            has_vectors = self._client.has_collection(self.vectors_collection)
+    def _open_or_create(self, dim: int | None, model_name: str | None, create: bool) -> tuple[int, str | None, bool]:
+        has_pages = self._call("open the collections", lambda: self._client.has_collection(self.pages_collection))
+        has_vectors = self._call("open the collections", lambda: self._client.has_collection(self.vectors_collection))
         if has_pages and has_vectors:
             return (*self._check_existing(dim, model_name), False)
         if has_pages or has_vectors:
@@ -430,15 +483,25 @@ class MilvusMultiVectorStore:
                 f"collection {self.collection_name!r} is incomplete (only one of "
                 f"{self.pages_collection!r}, {self.vectors_collection!r} exists)"
             )
+        if not create:
+            self._client.close()
+            if self.is_lite:
+                release_lite_database(self.uri)
+            raise StoreError(f"there is no collection {self.collection_name!r} at {_redact_uri(self.uri)}")
         dim = dim or DEFAULT_DIM
         self._create(dim, model_name)
         return dim, model_name, True
 
     def _create(self, dim: int, model_name: str | None) -> None:
-        from pymilvus import MilvusClient
-
+        # Every index is built before the first load: a Milvus 2.3 server accepts a new index on a
+        # loaded collection, then refuses to load that collection again ("can't change the index").
         with self._translate("create the collections"):
-            vectors_schema = _build_schema(VECTOR_FIELDS_SPEC, dim, auto_id=True)
+            for collection, fields, auto_id in (
+                (self.vectors_collection, VECTOR_FIELDS_SPEC, True),
+                (self.pages_collection, PAGE_FIELDS_SPEC, False),
+            ):
+                schema = _build_schema(fields, dim, auto_id=auto_id)
+                self._client.create_collection(collection, schema=schema, consistency_level="Strong")
             vector_index = self._client.prepare_index_params()
             vector_index.add_index(
                 field_name="vector",
@@ -446,21 +509,17 @@ class MilvusMultiVectorStore:
                 metric_type=self.index.metric_type,
                 params=dict(self.index.build_params),
             )
-            self._client.create_collection(
-                self.vectors_collection,
-                schema=vectors_schema,
-                index_params=vector_index,
-                consistency_level="Strong",
-            )
-            pages_schema = _build_schema(PAGE_FIELDS_SPEC, dim, auto_id=False)
-            pages_index = MilvusClient.prepare_index_params()
-            pages_index.add_index(field_name="pooled", index_type="FLAT", metric_type="IP")
-            self._client.create_collection(
-                self.pages_collection,
-                schema=pages_schema,
-                index_params=pages_index,
-                consistency_level="Strong",
-            )
+            self._client.create_index(self.vectors_collection, vector_index)
+            pooled_index = self._client.prepare_index_params()
+            pooled_index.add_index(field_name="pooled", index_type="FLAT", metric_type="IP")
+            self._client.create_index(self.pages_collection, pooled_index)
+        for kind, collection in (("vectors", self.vectors_collection), ("pages", self.pages_collection)):
+            for field_name in SCALAR_INDEXED_FIELDS[kind]:
+                self._create_scalar_index(collection, field_name, _field_kind(field_name))
+        with self._translate("create the collections"):
+            for collection in (self.vectors_collection, self.pages_collection):
+                self._client.load_collection(collection)
+            # Recorded last: a collection with these properties is complete.
             properties = {
                 f"{_PROPERTY_PREFIX}schema_version": str(SCHEMA_VERSION),
                 f"{_PROPERTY_PREFIX}dim": str(dim),
@@ -470,11 +529,50 @@ class MilvusMultiVectorStore:
             self._client.alter_collection_properties(self.pages_collection, properties=properties)
         logger.info("created collections %s and %s (dim=%d)", self.vectors_collection, self.pages_collection, dim)
 
+    def _create_scalar_index(self, collection: str, field_name: str, kind: str) -> None:
+        """The first scalar index type this Milvus accepts for the field, or none (filters still work)."""
+        from pymilvus.exceptions import MilvusException
+
+        index_types: tuple[str, ...] = SCALAR_INDEX_TYPES[kind]
+        if self._server_version() < (2, 4):  # no INVERTED yet; skip a request that would fail
+            index_types = index_types[1:]
+        for index_type in index_types:
+            params = self._client.prepare_index_params()
+            params.add_index(field_name=field_name, index_type=index_type, index_name=f"{field_name}_idx")
+            try:
+                self._client.create_index(collection, params)
+            except MilvusException as error:
+                logger.debug("%s index on %s.%s refused: %s", index_type, collection, field_name, error)
+                continue
+            logger.debug("%s index on %s.%s", index_type, collection, field_name)
+            return
+        logger.info("no scalar index on %s.%s: this Milvus accepts none of %s", collection, field_name, index_types)
+
+    def _server_version(self) -> tuple[int, int]:
+        """``(major, minor)`` of a Milvus server; Milvus Lite and unknown versions count as current."""
+        if self.is_lite:
+            return (99, 0)
+        version = str(self._call("read the server version", self._client.get_server_version))
+        match = re.match(r"v?(\d+)\.(\d+)", version)
+        return (int(match.group(1)), int(match.group(2))) if match else (99, 0)
+
+    def _vector_index_description(self) -> dict[str, Any]:
+        try:
+            description = self._call(
+                "describe the index", lambda: self._client.describe_index(self.vectors_collection, "vector")
+            )
+        except StoreError:
+            return {}
+        return dict(description or {})
+
     def _check_existing(self, dim: int | None, model_name: str | None) -> tuple[int, str | None]:
-        with self._translate("read the collection settings"):
-            description = self._client.describe_collection(self.pages_collection)
+        def read_settings() -> dict[str, Any]:
+            description: dict[str, Any] = self._client.describe_collection(self.pages_collection)
             for name in (self.vectors_collection, self.pages_collection):
                 self._client.load_collection(name)
+            return description
+
+        description = self._call("read the collection settings", read_settings)
         properties = {
             key[len(_PROPERTY_PREFIX) :]: value
             for key, value in (description.get("properties") or {}).items()
@@ -510,15 +608,17 @@ class MilvusMultiVectorStore:
         params = dict(self.index.search_params)
         if "ef" in params:
             params["ef"] = max(int(params["ef"]), limit)  # HNSW needs ef >= limit
-        with self._translate("search"):
-            results = self._client.search(
+        results = self._call(
+            "search",
+            lambda: self._client.search(
                 self.vectors_collection,
                 data=query.tolist(),
                 limit=limit,
                 filter=where,
                 output_fields=["page_id"],
                 search_params={"metric_type": self.index.metric_type, "params": params},
-            )
+            ),
+        )
         return [[(str(hit["entity"]["page_id"]), float(hit["distance"])) for hit in hits] for hits in results]
 
     def _page_rows(self, page_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -535,35 +635,27 @@ class MilvusMultiVectorStore:
     ) -> tuple[list[str], FloatArray, npt.NDArray[np.int64]]:
         """Every vector of every given page, page after page: ``(ids, (rows, dim), offsets)``.
 
-        Pages are fetched in groups whose rows fit one query window, so no result is ever cut
-        short; a page whose stored row count differs from its recorded count is skipped, never
+        Pages are fetched in groups whose rows usually fit one query window, paged by primary key
+        so no result is ever cut short. A vector row written twice (a retried or concurrent write)
+        counts once; a page whose stored vectors differ from its recorded count is skipped, never
         scored on a subset.
         """
-        by_page: dict[str, list[tuple[int, list[float]]]] = {page_id: [] for page_id in pages}
+        by_page: dict[str, dict[int, list[float]]] = {page_id: {} for page_id in pages}
+        fields = ["page_id", "seq_id", "vector"]
         for group in _windows(pages):
-            expected = sum(int(pages[page_id]["n_vectors"]) for page_id in group)
-            where = _in("page_id", group)
-            fields = ["page_id", "seq_id", "vector"]
-            if expected <= QUERY_WINDOW:
-                rows = self._query(self.vectors_collection, where, fields, expected)
-            else:  # a single page larger than the window: page through it by seq_id
-                rows = []
-                for low in range(0, expected, QUERY_WINDOW):
-                    bounded = f"{where} and seq_id >= {low} and seq_id < {low + QUERY_WINDOW}"
-                    rows += self._query(self.vectors_collection, bounded, fields, QUERY_WINDOW)
-            for row in rows:
-                by_page[str(row["page_id"])].append((int(row["seq_id"]), row["vector"]))
+            for batch in self._iter_rows(self.vectors_collection, _in("page_id", group), fields):
+                for row in batch:
+                    by_page[str(row["page_id"])][int(row["seq_id"])] = row["vector"]
 
         ids: list[str] = []
         blocks: list[FloatArray] = []
         for page_id, page_rows in by_page.items():
             expected = int(pages[page_id]["n_vectors"])
-            if len(page_rows) != expected:
+            if sorted(page_rows) != list(range(expected)):
                 logger.warning("skipping page %s: %d of %d vectors stored", page_id, len(page_rows), expected)
                 continue
-            page_rows.sort(key=lambda row: row[0])
             ids.append(page_id)
-            blocks.append(np.asarray([vector for _, vector in page_rows], dtype=np.float32))
+            blocks.append(np.asarray([page_rows[seq] for seq in range(expected)], dtype=np.float32))
         if not blocks:
             return [], np.empty((0, self._dim), dtype=np.float32), np.empty(0, dtype=np.int64)
         return ids, np.concatenate(blocks), page_offsets(blocks)
@@ -598,7 +690,7 @@ class MilvusMultiVectorStore:
             logger.info("loaded %d pages into the vector cache from %s", len(cache), path)
             return
         buffers = {page_id: np.empty((int(row["n_vectors"]), self._dim), np.float32) for page_id, row in rows.items()}
-        filled = dict.fromkeys(rows, 0)
+        filled: dict[str, set[int]] = {page_id: set() for page_id in rows}  # seq ids, duplicates counted once
         orphans: set[str] = set()
         for batch in self._iter_rows(self.vectors_collection, "", ["page_id", "seq_id", "vector"]):
             for row in batch:
@@ -606,17 +698,17 @@ class MilvusMultiVectorStore:
                 buffer = buffers.get(page_id)
                 if buffer is None:
                     orphans.add(page_id)  # vector rows whose page was never committed (a crash)
-                elif seq < buffer.shape[0]:
+                elif 0 <= seq < buffer.shape[0]:
                     buffer[seq] = row["vector"]
-                    filled[page_id] += 1
+                    filled[page_id].add(seq)
         if orphans:
             logger.info("removing the vector rows of %d uncommitted pages", len(orphans))
             for orphan_batch in _batches(sorted(orphans), _ID_BATCH):
-                with self._translate("delete"):
-                    self._client.delete(self.vectors_collection, filter=_in("page_id", orphan_batch))
+                where = _in("page_id", orphan_batch)
+                self._call("delete", partial(self._client.delete, self.vectors_collection, filter=where))
         for page_id, buffer in buffers.items():
-            if filled[page_id] != buffer.shape[0]:
-                logger.warning("skipping page %s: %d of %d vectors stored", page_id, filled[page_id], len(buffer))
+            if len(filled[page_id]) != buffer.shape[0]:
+                logger.warning("skipping page %s: %d of %d vectors stored", page_id, len(filled[page_id]), len(buffer))
                 continue
             cache.put(page_id, buffer, rows[page_id])
         logger.info("loaded %d pages (%.0f MiB) into the vector cache", len(cache), cache.nbytes / 2**20)
@@ -656,9 +748,47 @@ class MilvusMultiVectorStore:
                 f"Milvus could not {operation} on {self.collection_name!r} at {_redact_uri(self.uri)}: {error}"
             ) from error
 
+    def _call(self, operation: str, request: Callable[[], T]) -> T:
+        """Run one pymilvus request with its errors translated; retry it while the server is unavailable.
+
+        A server that restarts or fails over refuses connections for seconds, then reloads its
+        collections for a few more; such faults are retried with exponential backoff until
+        ``retry_timeout`` is spent, then raised. Every request sent through here is safe to repeat:
+        reads and deletes are idempotent, page rows are upserted, and a vector row written twice is
+        read once.
+        """
+        deadline = time.monotonic() + self.retry_timeout
+        backoff = _FIRST_BACKOFF_S
+        attempt = 1
+        while True:
+            try:
+                with self._translate(operation):
+                    return request()
+            except StoreError as error:
+                transient = isinstance(error, StoreConnectionError) or _is_recovering(error.__cause__)
+                if not transient or time.monotonic() + backoff > deadline:
+                    raise
+                logger.warning("attempt %d failed (%s); retrying in %.1f s", attempt, error, backoff)
+                time.sleep(backoff)
+                backoff = min(2 * backoff, _MAX_BACKOFF_S)
+                attempt += 1
+                if _is_recovering(error.__cause__):
+                    self._reload()
+
+    def _reload(self) -> None:
+        """Ask a restarted server to load the collections (it reloads them by itself, this only hurries it)."""
+        from pymilvus.exceptions import MilvusException
+
+        for name in (self.vectors_collection, self.pages_collection):
+            try:
+                self._client.load_collection(name)
+            except MilvusException as error:
+                logger.debug("reloading %s: %s", name, error)
+
     def _query(self, collection: str, where: str, fields: list[str], limit: int) -> list[dict[str, Any]]:
-        with self._translate("query"):
-            return list(self._client.query(collection, filter=where, output_fields=fields, limit=limit))
+        return self._call(
+            "query", lambda: list(self._client.query(collection, filter=where, output_fields=fields, limit=limit))
+        )
 
     def _query_all(self, collection: str, where: str, fields: list[str]) -> list[dict[str, Any]]:
         """All matching rows, paged by primary key so no server result window is exceeded."""
@@ -680,23 +810,24 @@ class MilvusMultiVectorStore:
             last = batch[-1][primary]
 
     def _count(self, collection: str, where: str) -> int:
-        with self._translate("count rows"):
-            result = self._client.query(collection, filter=where, output_fields=["count(*)"])
+        result = self._call(
+            "count rows", lambda: self._client.query(collection, filter=where, output_fields=["count(*)"])
+        )
         return int(result[0]["count(*)"])
 
-    def _insert(self, collection: str, rows: Iterator[dict[str, Any]]) -> None:
+    def _insert(self, collection: str, rows: Iterator[dict[str, Any]], *, upsert: bool = False) -> None:
         batch: list[dict[str, Any]] = []
         for row in rows:
             batch.append(row)
             if len(batch) == _INSERT_BATCH_ROWS:
-                self._insert_batch(collection, batch)
+                self._insert_batch(collection, batch, upsert=upsert)
                 batch = []
         if batch:
-            self._insert_batch(collection, batch)
+            self._insert_batch(collection, batch, upsert=upsert)
 
-    def _insert_batch(self, collection: str, batch: list[dict[str, Any]]) -> None:
-        with self._translate("insert"):
-            self._client.insert(collection, batch)
+    def _insert_batch(self, collection: str, batch: list[dict[str, Any]], *, upsert: bool = False) -> None:
+        write = self._client.upsert if upsert else self._client.insert
+        self._call("upsert" if upsert else "insert", lambda: write(collection, batch))
 
     def _delete_page_ids(self, page_ids: Sequence[str]) -> None:
         # Page rows first: the pages stop being visible before their vectors go.
@@ -704,9 +835,9 @@ class MilvusMultiVectorStore:
             self._cache.remove(page_ids)
             self._forget_cache_file()
         for batch in _batches(list(page_ids), _ID_BATCH):
-            with self._translate("delete"):
-                self._client.delete(self.pages_collection, filter=_in("page_id", batch))
-                self._client.delete(self.vectors_collection, filter=_in("page_id", batch))
+            where = _in("page_id", batch)
+            self._call("delete", partial(self._client.delete, self.pages_collection, filter=where))
+            self._call("delete", partial(self._client.delete, self.vectors_collection, filter=where))
 
 
 # -- helpers (pure) -------------------------------------------------------------------------
@@ -827,6 +958,14 @@ def _windows(pages: Mapping[str, Mapping[str, Any]]) -> Iterator[list[str]]:
         yield group
 
 
+def _field_kind(name: str) -> str:
+    return next(spec.kind for spec in (*VECTOR_FIELDS_SPEC, *PAGE_FIELDS_SPEC) if spec.name == name)
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
 def _redact_uri(uri: str) -> str:
     """The uri without any ``user:password@`` part."""
     return re.sub(r"(://)[^/@]*@", r"\1***@", uri)
@@ -835,6 +974,16 @@ def _redact_uri(uri: str) -> str:
 def _looks_like_connection_error(error: Exception) -> bool:
     text = str(error).lower()
     return any(word in text for word in ("unavailable", "connect", "deadline", "timeout", "closed"))
+
+
+# What a Milvus server answers while it recovers from a restart: collections and shard leaders come
+# back a few seconds after the server accepts connections again.
+_RECOVERING = ("not loaded", "no available shard", "shard leader", "not ready", "channel not available", "recovering")
+
+
+def _is_recovering(error: BaseException | None) -> bool:
+    text = str(error).lower() if error is not None else ""
+    return any(phrase in text for phrase in _RECOVERING)
 
 
 def _scrub(error: BaseException, token: str | None) -> BaseException:

@@ -19,6 +19,8 @@ __all__ = [
     "FieldSpec",
     "IndexConfig",
     "PAGE_FIELDS_SPEC",
+    "SCALAR_INDEXED_FIELDS",
+    "SCALAR_INDEX_TYPES",
     "VECTOR_FIELDS_SPEC",
 ]
 
@@ -63,6 +65,19 @@ PAGE_FIELDS_SPEC = (
     FieldSpec("n_vectors", "INT64"),
     FieldSpec("pooled", "FLOAT_VECTOR"),  # L2-normalised mean of the page's vectors
 )
+
+
+# Scalar indexes that make page-id and source filters cheap on large collections. INVERTED is the
+# modern type (Milvus 2.4+, Milvus Lite); Milvus 2.3 servers only know the older per-type ones, and
+# a server that knows neither still evaluates the filters, just by scanning.
+SCALAR_INDEXED_FIELDS = {
+    "vectors": ("page_id",),
+    "pages": ("doc_id", "source"),
+}
+SCALAR_INDEX_TYPES = {
+    "VARCHAR": ("INVERTED", "Trie"),
+    "INT64": ("INVERTED", "STL_SORT"),
+}
 
 
 @dataclass(frozen=True, slots=True)
