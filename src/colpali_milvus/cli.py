@@ -187,6 +187,7 @@ def _open_index(args: argparse.Namespace) -> ColPaliIndex:
         image_dir=args.image_dir,
         device=args.device,
         batch_size=args.batch_size,
+        pool_factor=getattr(args, "pool_factor", None),
     )
 
 
@@ -325,6 +326,7 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--no-recursive", dest="recursive", action="store_false", help="only a folder's own files")
     index.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="metadata for every page")
     index.add_argument("--no-progress", action="store_true", help="no progress bar")
+    index.add_argument("--pool-factor", type=int, help="token pooling: ~1/N of the vectors per page (README Scaling)")
     index.add_argument("--json", action="store_true", help="print the summary as JSON")
     index.set_defaults(run=_index)
 

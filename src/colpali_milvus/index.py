@@ -77,13 +77,19 @@ class ColPaliIndex:
         image_dir: str | PathLike[str] | None = None,
         device: str | None = None,
         batch_size: int = 4,
+        pool_factor: int | None = None,
         **store_kwargs: Any,
     ) -> ColPaliIndex:
-        """Load a ColPali-family model and open (or create) its collection in one call."""
+        """Load a ColPali-family model and open (or create) its collection in one call.
+
+        ``pool_factor`` turns on token pooling of pages (see :class:`ColPaliEmbedder`).
+        """
         from colpali_milvus.embed.colpali import DEFAULT_MODEL, ColPaliEmbedder
         from colpali_milvus.store.milvus import MilvusMultiVectorStore
 
-        embedder = ColPaliEmbedder(model_name or DEFAULT_MODEL, device=device, batch_size=batch_size)
+        embedder = ColPaliEmbedder(
+            model_name or DEFAULT_MODEL, device=device, batch_size=batch_size, pool_factor=pool_factor
+        )
         store = MilvusMultiVectorStore(
             uri,
             token=token,

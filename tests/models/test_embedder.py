@@ -134,3 +134,18 @@ def test_an_embedder_can_wrap_a_model_already_in_memory(
     np.testing.assert_allclose(
         wrapped.embed_queries(QUERIES[:1])[0], embedders["colqwen2"].embed_queries(QUERIES[:1])[0], atol=1e-5
     )
+
+
+@pytest.mark.parametrize("name", ["colpali", "colqwen2"])
+def test_token_pooling_keeps_about_one_vector_in_pool_factor(tiny_checkpoints: dict[str, Path], name: str) -> None:
+    plain = ColPaliEmbedder(str(tiny_checkpoints[name]), show_progress=False)
+    pooled = ColPaliEmbedder(str(tiny_checkpoints[name]), show_progress=False, pool_factor=3)
+    image = Image.new("RGB", (120, 160), "white")
+
+    (full,), (fewer,) = plain.embed_images([image]), pooled.embed_images([image])
+    assert 0 < fewer.shape[0] <= full.shape[0] // 3
+    assert fewer.dtype == np.float32 and fewer.shape[1] == full.shape[1]
+    np.testing.assert_allclose(np.linalg.norm(fewer, axis=1), 1.0, atol=1e-4)  # cluster means, re-normalised
+    np.testing.assert_allclose(pooled.embed_queries(QUERIES)[0], plain.embed_queries(QUERIES)[0], atol=1e-5)
+    with pytest.raises(InvalidInputError):
+        ColPaliEmbedder(str(tiny_checkpoints[name]), pool_factor=0)

@@ -46,6 +46,10 @@ class ColPaliEmbedder:
         batch_size: pages per forward pass.
         query_batch_size: queries per forward pass.
         show_progress: progress bar over batches; ``None`` shows it on a terminal only.
+        pool_factor: opt-in token pooling of pages (colpali-engine's hierarchical pooling): about
+            ``n / pool_factor`` vectors per page instead of ``n``, so that many times fewer Milvus
+            rows, bytes and MaxSim work, for some loss of recall (README "Scaling"). Queries are
+            never pooled. ``None`` or 1: off.
         revision, token, local_files_only: passed to the hub when loading.
     """
 
@@ -58,12 +62,14 @@ class ColPaliEmbedder:
         batch_size: int = 4,
         query_batch_size: int = 32,
         show_progress: bool | None = None,
+        pool_factor: int | None = None,
         revision: str | None = None,
         token: str | None = None,
         local_files_only: bool = False,
     ) -> None:
         if batch_size <= 0 or query_batch_size <= 0:
             raise InvalidInputError("batch sizes must be positive")
+        _check_pool_factor(pool_factor)
         torch = require("torch", extra="colpali")
         models = require("colpali_engine.models", extra="colpali", package="colpali-engine")
         hub_kwargs: dict[str, Any] = {"local_files_only": local_files_only}
@@ -86,6 +92,7 @@ class ColPaliEmbedder:
         except Exception as error:
             raise ModelError(f"cannot load {model_name!r} as {family.name}: {error}") from error
         self._attach(str(model_name), family, model, processor, batch_size, query_batch_size, show_progress)
+        self.pool_factor = pool_factor if pool_factor and pool_factor > 1 else None
         logger.info("loaded %s (%s) on %s as %s", self.model_name, family.name, self.device, self.dtype)
 
     @classmethod
@@ -98,6 +105,7 @@ class ColPaliEmbedder:
         batch_size: int = 4,
         query_batch_size: int = 32,
         show_progress: bool | None = None,
+        pool_factor: int | None = None,
     ) -> ColPaliEmbedder:
         """Wrap a colpali-engine model and processor already in memory (quantised, sharded, fine-tuned...).
 
@@ -105,11 +113,13 @@ class ColPaliEmbedder:
         """
         if batch_size <= 0 or query_batch_size <= 0:
             raise InvalidInputError("batch sizes must be positive")
+        _check_pool_factor(pool_factor)
         config = model.config.to_dict() if hasattr(model.config, "to_dict") else dict(model.config)
         embedder = cls.__new__(cls)
         embedder._attach(
             model_name, family_for_config(config), model.eval(), processor, batch_size, query_batch_size, show_progress
         )
+        embedder.pool_factor = pool_factor if pool_factor and pool_factor > 1 else None
         return embedder
 
     def _attach(
@@ -143,8 +153,18 @@ class ColPaliEmbedder:
         output: list[FloatArray] = []
         for batch in self._batches(images, self.batch_size, "Embedding pages"):
             inputs = self.processor.process_images([image.convert("RGB") for image in batch])
-            output += self._forward(inputs)
+            output += self._pool(self._forward(inputs))
         return output
+
+    def _pool(self, pages: list[FloatArray]) -> list[FloatArray]:
+        """Hierarchical token pooling (colpali-engine's), when ``pool_factor`` asks for it."""
+        if self.pool_factor is None:
+            return pages
+        torch = require("torch", extra="colpali")
+        pooling = require("colpali_engine.compression.token_pooling", extra="colpali", package="colpali-engine")
+        pooler = pooling.HierarchicalTokenPooler()
+        pooled = pooler.pool_embeddings([torch.from_numpy(page) for page in pages], pool_factor=self.pool_factor)
+        return [np.ascontiguousarray(page.numpy(), dtype=np.float32) for page in pooled]
 
     def embed_queries(self, queries: Sequence[str]) -> list[FloatArray]:
         """One ``(n_i, dim)`` array per query, with the family's query prefix and augmentation tokens."""
@@ -220,6 +240,13 @@ class ColPaliEmbedder:
             starts = tqdm(starts, desc=description, unit="batch", disable=disable)
         for start in starts:
             yield items[start : start + size]
+
+
+def _check_pool_factor(pool_factor: int | None) -> None:
+    if pool_factor is not None and (
+        not isinstance(pool_factor, int) or isinstance(pool_factor, bool) or pool_factor < 1
+    ):
+        raise InvalidInputError(f"pool_factor must be a positive integer, got {pool_factor!r}")
 
 
 def _tie_unloaded_weights(model: Any) -> None:
