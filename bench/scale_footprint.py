@@ -132,7 +132,7 @@ def main() -> None:
                 "disk_kib_per_page": round(figures["disk_bytes"] / args.pages / 1024, 1),
                 "ram_kib_per_page": round(figures["ram_bytes"] / args.pages / 1024, 1),
                 "pooling_ms_per_page": round(1000 * pool_s / args.pages, 1),
-                **measured,
+                **{name: round(value, 3) for name, value in measured.items()},
                 **figures,
             }
             rows.append(row)

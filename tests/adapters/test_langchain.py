@@ -161,3 +161,16 @@ def test_lcel_chain_hands_page_images_to_the_chat_model(indexed: ColPaliIndex) -
 def test_image_block_needs_an_image() -> None:
     with pytest.raises(InvalidInputError):
         image_block(Document(page_content="x", metadata={}))
+
+
+def test_pages_to_message_can_send_each_text_layer_next_to_its_image(indexed: ColPaliIndex) -> None:
+    docs = ColPaliRetriever(index=indexed, k=2).invoke("blue diagram")
+    scanned = Document(page_content="", metadata=docs[1].metadata)  # a page without a text layer
+
+    message = pages_to_message("q", [docs[0], scanned], include_text=True, max_text_chars=3)
+
+    texts = [block["text"] for block in message.content if isinstance(block, dict) and block["type"] == "text"]
+    layers = [text for text in texts if text.startswith("Text layer")]
+    assert layers == [f"Text layer of this page:\n{docs[0].page_content.strip()[:3]} [...]"]
+    kinds = [block["type"] for block in message.content if isinstance(block, dict)]
+    assert kinds == ["text", "text", "text", "image", "text", "image", "text"]

@@ -28,6 +28,16 @@ def test_add_pdf_then_search_returns_the_page_that_looks_right(colour_index: Col
     assert hits[0].score > hits[1].score
 
 
+def test_ingestion_reports_progress_page_by_page(colour_index: ColPaliIndex, colour_pdf: Path) -> None:
+    colour_index.ingest_batch_size = 3
+    done: list[int] = []
+
+    colour_index.add_pdf(colour_pdf, dpi=36, progress=done.append)
+    colour_index.add_files([colour_pdf], progress=done.append)  # already stored: still reported
+
+    assert done == [3, 1, 3, 1]
+
+
 def test_page_images_survive_a_restart(lite_uri: str, colour_pdf: Path) -> None:
     embedder = ColourEmbedder()
     with MilvusMultiVectorStore(lite_uri, collection_name="docs", dim=16) as store:

@@ -49,3 +49,9 @@ def test_cache_candidates_gather_and_remove() -> None:
     cache.remove(["p6"])
     assert "p6" not in cache and len(cache) == 9
     assert "p6" not in cache.candidates(query, limit=10)
+
+
+def test_the_cache_rerank_depth_grows_with_the_corpus_within_bounds() -> None:
+    from colpali_milvus.store.milvus import _cache_rerank_depth
+
+    assert [_cache_rerank_depth(n) for n in (0, 1_000, 2_560, 4_000, 100_000)] == [128, 128, 128, 200, 1024]
