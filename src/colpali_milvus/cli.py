@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from colpali_milvus.embed.colpali import DEFAULT_MODEL
 from colpali_milvus.errors import ColPaliMilvusError, InvalidInputError
 
 if TYPE_CHECKING:
@@ -312,7 +313,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--image-dir", default=_env("IMAGE_DIR"), help="where page images are kept")
     common.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     model = argparse.ArgumentParser(add_help=False)
-    model.add_argument("--model", default=_env("MODEL"), help="ColPali-family checkpoint (default: vidore/colqwen2)")
+    model.add_argument("--model", default=_env("MODEL"), help=f"ColPali-family checkpoint [{DEFAULT_MODEL}]")
     model.add_argument("--device", default=_env("DEVICE"), help="cuda, mps or cpu (default: the best available)")
     model.add_argument("--batch-size", type=int, default=4, help="pages per forward pass [%(default)s]")
 
