@@ -37,7 +37,7 @@ class EmbeddedMilvus:
         patched = base_dir / "config.yaml.template"
         base_dir.mkdir(parents=True, exist_ok=True)
         patched.write_text(text, encoding="utf-8")
-        config = _LoopbackConfig(template=str(patched), data_dir=str(base_dir / "milvus"))
+        config = _loopback_config(template=str(patched), data_dir=str(base_dir / "milvus"))
         config.glog_conf_file = str(template.parent / "glog.conf")  # only set for the default template
         self._server: Any = milvus.MilvusServer(config)
         self._server.show_startup_banner = False
@@ -85,7 +85,8 @@ class EmbeddedMilvus:
         return "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
 
 
-def _loopback_config_class() -> type:
+def _loopback_config(**kwargs: Any) -> Any:
+    """The package's server config, but checking ports the way the server binds them."""
     import milvus
 
     class LoopbackConfig(milvus.MilvusServerConfig):  # type: ignore[misc]
@@ -102,11 +103,7 @@ def _loopback_config_class() -> type:
                 return None
             return sock
 
-    return LoopbackConfig
-
-
-def _LoopbackConfig(**kwargs: Any) -> Any:
-    return _loopback_config_class()(**kwargs)
+    return LoopbackConfig(**kwargs)
 
 
 @dataclass

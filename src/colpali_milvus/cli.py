@@ -56,15 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _index(args: argparse.Namespace, out: TextIO) -> int:
-    from colpali_milvus.index import indexable_files
-    from colpali_milvus.pages.images import IMAGE_SUFFIXES
+    from colpali_milvus.index import INDEXABLE_SUFFIXES, indexable_files
 
     files: list[Path] = []
     for raw in args.paths:
         path = Path(raw).expanduser().resolve()  # absolute sources: `delete` and resumes work from anywhere
         if path.is_dir():
             files += indexable_files(path, recursive=args.recursive)
-        elif path.suffix.lower() in IMAGE_SUFFIXES | {".pdf"} or not path.exists():
+        elif path.suffix.lower() in INDEXABLE_SUFFIXES or not path.exists():
             files.append(path)  # a missing file is reported as skipped, not silently dropped
         else:
             raise InvalidInputError(f"{raw}: not a folder, a PDF or a supported image")
@@ -194,9 +193,10 @@ def _open_index(args: argparse.Namespace) -> ColPaliIndex:
 
 def _open_store(args: argparse.Namespace, *, must_exist: bool) -> MilvusMultiVectorStore:
     """The store alone (no model): info and delete work without loading weights."""
+    from colpali_milvus.store.lite import is_lite_uri
     from colpali_milvus.store.milvus import MilvusMultiVectorStore
 
-    if must_exist and "://" not in args.uri and not Path(args.uri).expanduser().exists():
+    if must_exist and is_lite_uri(args.uri) and not Path(args.uri).expanduser().exists():
         raise InvalidInputError(f"no Milvus Lite database at {args.uri} (index something first, or pass --uri)")
     return MilvusMultiVectorStore(args.uri, token=args.token, collection_name=args.collection, create=not must_exist)
 

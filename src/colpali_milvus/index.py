@@ -27,9 +27,12 @@ if TYPE_CHECKING:
     from colpali_milvus.explain import SimilarityMap
     from colpali_milvus.store.milvus import MilvusMultiVectorStore
 
-__all__ = ["ColPaliIndex", "Progress"]
+__all__ = ["INDEXABLE_SUFFIXES", "ColPaliIndex", "Progress"]
 
 logger = logging.getLogger(__name__)
+
+#: What add_folder and the CLI take from a folder: PDFs and the image types read_image opens.
+INDEXABLE_SUFFIXES = IMAGE_SUFFIXES | {".pdf"}
 
 #: Called after each ingestion batch with the number of pages it handled (stored or already present).
 Progress = Callable[[int], None]
@@ -268,12 +271,10 @@ class ColPaliIndex:
         """
         if not isinstance(self.embedder, PatchExplainer):
             raise ModelError(f"{type(self.embedder).__name__} cannot draw similarity maps (no explain_page)")
-        image = hit.load_image() if hit.image_path is not None else None
-        if image is None:
-            found = self.images.find(hit.page_id)
-            if found is None:
-                raise DocumentError(f"page {hit.page_id!r} has no stored image to explain")
-            image = dataclasses.replace(hit, image_path=found).load_image()
+        image_path = hit.image_path or self.images.find(hit.page_id)
+        if image_path is None:
+            raise DocumentError(f"page {hit.page_id!r} has no stored image to explain")
+        image = dataclasses.replace(hit, image_path=image_path).load_image()
         return self.embedder.explain_page(query, image)
 
     def delete(
@@ -308,8 +309,7 @@ class ColPaliIndex:
 def indexable_files(folder: Path, *, recursive: bool = True) -> list[Path]:
     """The PDFs and images in a folder that ``add_folder`` takes, in sorted order."""
     pattern = "**/*" if recursive else "*"
-    suffixes = IMAGE_SUFFIXES | {".pdf"}
-    return sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in suffixes)
+    return sorted(p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in INDEXABLE_SUFFIXES)
 
 
 def default_image_dir(store: MilvusMultiVectorStore) -> Path:

@@ -69,7 +69,7 @@ class ColPaliEmbedder:
     ) -> None:
         if batch_size <= 0 or query_batch_size <= 0:
             raise InvalidInputError("batch sizes must be positive")
-        _check_pool_factor(pool_factor)
+        pool_factor = _pool_factor(pool_factor)  # checked before minutes of loading
         torch = require("torch", extra="colpali")
         models = require("colpali_engine.models", extra="colpali", package="colpali-engine")
         hub_kwargs: dict[str, Any] = {"local_files_only": local_files_only}
@@ -91,8 +91,9 @@ class ColPaliEmbedder:
             processor = processor_class.from_pretrained(str(model_name), **hub_kwargs)
         except Exception as error:
             raise ModelError(f"cannot load {model_name!r} as {family.name}: {error}") from error
-        self._attach(str(model_name), family, model, processor, batch_size, query_batch_size, show_progress)
-        self.pool_factor = pool_factor if pool_factor and pool_factor > 1 else None
+        self._attach(
+            str(model_name), family, model, processor, batch_size, query_batch_size, show_progress, pool_factor
+        )
         logger.info("loaded %s (%s) on %s as %s", self.model_name, family.name, self.device, self.dtype)
 
     @classmethod
@@ -113,13 +114,12 @@ class ColPaliEmbedder:
         """
         if batch_size <= 0 or query_batch_size <= 0:
             raise InvalidInputError("batch sizes must be positive")
-        _check_pool_factor(pool_factor)
         config = model.config.to_dict() if hasattr(model.config, "to_dict") else dict(model.config)
         embedder = cls.__new__(cls)
+        family = family_for_config(config)
         embedder._attach(
-            model_name, family_for_config(config), model.eval(), processor, batch_size, query_batch_size, show_progress
+            model_name, family, model.eval(), processor, batch_size, query_batch_size, show_progress, pool_factor
         )
-        embedder.pool_factor = pool_factor if pool_factor and pool_factor > 1 else None
         return embedder
 
     def _attach(
@@ -131,6 +131,7 @@ class ColPaliEmbedder:
         batch_size: int,
         query_batch_size: int,
         show_progress: bool | None,
+        pool_factor: int | None,
     ) -> None:
         self.model_name = model_name
         self.family = family
@@ -142,6 +143,7 @@ class ColPaliEmbedder:
         self.batch_size = batch_size
         self.query_batch_size = query_batch_size
         self.show_progress = show_progress
+        self.pool_factor = _pool_factor(pool_factor)
         self._lock = threading.Lock()  # one forward pass at a time: safe under thread pools
 
     def __repr__(self) -> str:
@@ -242,11 +244,13 @@ class ColPaliEmbedder:
             yield items[start : start + size]
 
 
-def _check_pool_factor(pool_factor: int | None) -> None:
-    if pool_factor is not None and (
-        not isinstance(pool_factor, int) or isinstance(pool_factor, bool) or pool_factor < 1
-    ):
+def _pool_factor(pool_factor: int | None) -> int | None:
+    """A checked pool factor; ``None`` when pooling is off (``None`` or 1)."""
+    if pool_factor is None:
+        return None
+    if not isinstance(pool_factor, int) or isinstance(pool_factor, bool) or pool_factor < 1:
         raise InvalidInputError(f"pool_factor must be a positive integer, got {pool_factor!r}")
+    return pool_factor if pool_factor > 1 else None
 
 
 def _tie_unloaded_weights(model: Any) -> None:

@@ -437,8 +437,11 @@ class MilvusMultiVectorStore:
                 self._saved_cache_version = cache.version
             except OSError:  # only costs a slower reopen
                 logger.warning("could not save the vector cache to %s", path, exc_info=True)
-        if self._closed:
-            return
+        if not self._closed:
+            self._disconnect()
+
+    def _disconnect(self) -> None:
+        """Close the client and, for Milvus Lite, release the file for other processes."""
         self._closed = True
         with self._translate("close the connection"):
             self._client.close()
@@ -483,8 +486,8 @@ class MilvusMultiVectorStore:
         return client
 
     def _open_or_create(self, dim: int | None, model_name: str | None, create: bool) -> tuple[int, str | None, bool]:
-        has_pages = self._call("open the collections", lambda: self._client.has_collection(self.pages_collection))
-        has_vectors = self._call("open the collections", lambda: self._client.has_collection(self.vectors_collection))
+        has_pages = self._call("open the collections", partial(self._client.has_collection, self.pages_collection))
+        has_vectors = self._call("open the collections", partial(self._client.has_collection, self.vectors_collection))
         if has_pages and has_vectors:
             return (*self._check_existing(dim, model_name), False)
         if has_pages or has_vectors:
@@ -493,9 +496,7 @@ class MilvusMultiVectorStore:
                 f"{self.pages_collection!r}, {self.vectors_collection!r} exists)"
             )
         if not create:
-            self._client.close()
-            if self.is_lite:
-                release_lite_database(self.uri)
+            self._disconnect()
             raise StoreError(f"there is no collection {self.collection_name!r} at {_redact_uri(self.uri)}")
         dim = dim or DEFAULT_DIM
         self._create(dim, model_name)
@@ -522,9 +523,11 @@ class MilvusMultiVectorStore:
             pooled_index = self._client.prepare_index_params()
             pooled_index.add_index(field_name="pooled", index_type="FLAT", metric_type="IP")
             self._client.create_index(self.pages_collection, pooled_index)
+        has_inverted = self._server_version() >= (2, 4)  # older servers know only the per-type indexes
         for kind, collection in (("vectors", self.vectors_collection), ("pages", self.pages_collection)):
             for field_name in SCALAR_INDEXED_FIELDS[kind]:
-                self._create_scalar_index(collection, field_name, _field_kind(field_name))
+                index_types = SCALAR_INDEX_TYPES[_field_kind(field_name)]
+                self._create_scalar_index(collection, field_name, index_types if has_inverted else index_types[1:])
         with self._translate("create the collections"):
             for collection in (self.vectors_collection, self.pages_collection):
                 self._client.load_collection(collection)
@@ -538,13 +541,10 @@ class MilvusMultiVectorStore:
             self._client.alter_collection_properties(self.pages_collection, properties=properties)
         logger.info("created collections %s and %s (dim=%d)", self.vectors_collection, self.pages_collection, dim)
 
-    def _create_scalar_index(self, collection: str, field_name: str, kind: str) -> None:
-        """The first scalar index type this Milvus accepts for the field, or none (filters still work)."""
+    def _create_scalar_index(self, collection: str, field_name: str, index_types: Sequence[str]) -> None:
+        """The first of ``index_types`` this Milvus accepts for the field, or none (filters still work)."""
         from pymilvus.exceptions import MilvusException
 
-        index_types: tuple[str, ...] = SCALAR_INDEX_TYPES[kind]
-        if self._server_version() < (2, 4):  # no INVERTED yet; skip a request that would fail
-            index_types = index_types[1:]
         for index_type in index_types:
             params = self._client.prepare_index_params()
             params.add_index(field_name=field_name, index_type=index_type, index_name=f"{field_name}_idx")
@@ -774,14 +774,14 @@ class MilvusMultiVectorStore:
                 with self._translate(operation):
                     return request()
             except StoreError as error:
-                transient = isinstance(error, StoreConnectionError) or _is_recovering(error.__cause__)
-                if not transient or time.monotonic() + backoff > deadline:
+                recovering = _is_recovering(error.__cause__)
+                if not (recovering or isinstance(error, StoreConnectionError)) or time.monotonic() + backoff > deadline:
                     raise
                 logger.warning("attempt %d failed (%s); retrying in %.1f s", attempt, error, backoff)
                 time.sleep(backoff)
                 backoff = min(2 * backoff, _MAX_BACKOFF_S)
                 attempt += 1
-                if _is_recovering(error.__cause__):
+                if recovering:
                     self._reload()
 
     def _reload(self) -> None:
