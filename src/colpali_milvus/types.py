@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import mimetypes
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +15,15 @@ from colpali_milvus.errors import DocumentError
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["PAGE_FIELDS", "IngestReport", "Page", "PageHit", "SkippedFile"]
+__all__ = ["PAGE_ID_PATTERN", "IngestReport", "Page", "PageHit", "SkippedFile", "is_page_id"]
 
-#: Page fields stored as typed Milvus columns; every other metadata key lives in a JSON column.
-PAGE_FIELDS = ("source", "page", "page_label", "doc_id")
+#: What a page id may be, everywhere: a Milvus primary key, a filter literal and an image file name.
+PAGE_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+def is_page_id(value: object) -> bool:
+    """Whether ``value`` is a valid page id (see :data:`PAGE_ID_PATTERN`)."""
+    return isinstance(value, str) and PAGE_ID_PATTERN.fullmatch(value) is not None
 
 
 @dataclass(frozen=True, slots=True)

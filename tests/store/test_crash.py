@@ -22,11 +22,12 @@ INGEST = textwrap.dedent("""
     import os, signal, sys
     import numpy as np
     sys.path.insert(0, {src!r})
-    import colpali_milvus.store.milvus as milvus
+    import colpali_milvus.store.connection as connection
+    from colpali_milvus import MilvusMultiVectorStore
 
     kill_after = int(sys.argv[2])  # insert requests allowed before the process kills itself; -1: never
     calls = 0
-    original = milvus.MilvusMultiVectorStore._insert_batch
+    original = connection.MilvusConnection.write_batch
 
     def insert_then_maybe_die(self, collection, batch, **kwargs):
         global calls
@@ -35,10 +36,10 @@ INGEST = textwrap.dedent("""
         calls += 1
         original(self, collection, batch, **kwargs)
 
-    milvus.MilvusMultiVectorStore._insert_batch = insert_then_maybe_die
-    milvus._INSERT_BATCH_ROWS = 25  # several requests per page, so kills land mid-page too
+    connection.MilvusConnection.write_batch = insert_then_maybe_die
+    connection.INSERT_BATCH_ROWS = 25  # several requests per page, so kills land mid-page too
     pages = np.load(sys.argv[3])
-    store = milvus.MilvusMultiVectorStore(sys.argv[1], collection_name="crash", dim={dim})
+    store = MilvusMultiVectorStore(sys.argv[1], collection_name="crash", dim={dim})
     for start in range(0, len(pages), 3):
         ids = [f"page{{i}}" for i in range(start, min(start + 3, len(pages)))]
         store.add(list(pages[start : start + 3]), [{{"page": int(i[4:]) + 1}} for i in ids], ids=ids)

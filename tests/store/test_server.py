@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from colpali_milvus import MilvusMultiVectorStore, StoreConnectionError, maxsim
-from colpali_milvus.store import milvus as store_module
+from colpali_milvus import StoreConnectionError, maxsim
+from colpali_milvus.store import connection as store_module
+from colpali_milvus.store.server_path import ServerPath
 from helpers import unit_vectors
 from milvus_server import EmbeddedMilvus
 from targets import StoreTarget, store_target
@@ -86,7 +87,7 @@ def test_a_page_written_twice_concurrently_is_one_page(server: StoreTarget, monk
     page, other = unit_vectors(rng, 20, DIM), unit_vectors(rng, 20, DIM)
     with server.open("dup", dim=DIM, cache=False) as first, server.open("dup", cache=False) as second:
         first.add([other], [{"page": 2}], ids=["other"])
-        monkeypatch.setattr(MilvusMultiVectorStore, "_delete_page_ids", lambda self, ids: None)  # the race
+        monkeypatch.setattr(ServerPath, "ids_to_clear", lambda self, ids: [])  # the race: neither sees the other
         first.add([page], [{"page": 1, "writer": 1}], ids=["same"])
         second.add([page], [{"page": 1, "writer": 2}], ids=["same"])
 
@@ -115,10 +116,10 @@ def test_index_builds_are_asynchronous_and_search_works_throughout(server: Store
 
 def test_scalar_indexes_fall_back_to_what_the_server_supports(server: StoreTarget) -> None:
     with server.open("scalar", dim=DIM) as store:
-        vector_indexes = set(store._client.list_indexes(store.vectors_collection))
-        page_indexes = set(store._client.list_indexes(store.pages_collection))
-        version = store._server_version()
-        source_index = store._client.describe_index(store.pages_collection, "source_idx")
+        vector_indexes = set(store.connection.list_indexes(store.vectors_collection))
+        page_indexes = set(store.connection.list_indexes(store.pages_collection))
+        version = store.connection.server_version()
+        source_index = store.connection.describe_index(store.pages_collection, "source_idx")
     assert {"vector", "page_id_idx"} <= vector_indexes
     assert {"pooled", "doc_id_idx", "source_idx"} <= page_indexes
     assert source_index["index_type"] == ("INVERTED" if version >= (2, 4) else "Trie")

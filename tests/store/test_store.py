@@ -16,11 +16,12 @@ from colpali_milvus import (
     StoreError,
     maxsim,
 )
+from colpali_milvus.store import lite
 from colpali_milvus.store.schema import SCHEMA_VERSION
 from helpers import unit_vectors
 from targets import StoreTarget, store_target
 
-store_module = importlib.import_module("colpali_milvus.store.milvus")
+connection_module = importlib.import_module("colpali_milvus.store.connection")
 DIM = 16
 
 
@@ -69,7 +70,7 @@ def test_a_page_is_scored_on_all_of_its_vectors_never_a_window(
     others = planted_corpus(rng, n_pages=3, n_vectors=30)
     query = long_page[-3:].copy()
     ids = store.add([long_page, *others], [{"page": i + 1} for i in range(4)])
-    monkeypatch.setattr(store_module, "QUERY_WINDOW", 64)  # like the tutorial's 1,000-row cap, but smaller
+    monkeypatch.setattr(connection_module, "QUERY_WINDOW", 64)  # like the tutorial's 1,000-row cap, but smaller
 
     hits = store.search(query, k=4)
 
@@ -143,9 +144,9 @@ def test_pages_without_a_commit_marker_are_never_returned(store: MilvusMultiVect
     store.add([committed], [{"page": 1}], ids=["committed"])
     # Vector rows of a page whose page row was never written (as after a crash mid-ingestion).
     orphan = unit_vectors(rng, 10, DIM)
-    store._insert(
+    store.connection.insert(
         store.vectors_collection,
-        iter({"page_id": "orphan", "seq_id": i, "vector": vector.tolist()} for i, vector in enumerate(orphan)),
+        ({"page_id": "orphan", "seq_id": i, "vector": vector.tolist()} for i, vector in enumerate(orphan)),
     )
 
     hits = store.search(orphan[:3], k=5)
@@ -154,10 +155,15 @@ def test_pages_without_a_commit_marker_are_never_returned(store: MilvusMultiVect
     assert store.existing_page_ids(["committed", "orphan"]) == {"committed"}
 
     # A re-run after the crash opens the store anew and ingests the page again: no duplicate rows.
-    rerun = MilvusMultiVectorStore(store.uri, collection_name=store.collection_name, cache=store._cache is not None)
-    rerun.add([orphan], [{"page": 2}], ids=["orphan"])
-    assert rerun.info().vectors == 20
-    assert rerun.search(orphan[:3], k=1)[0].page_id == "orphan"
+    cached = store.info().search_path == "cached"
+    store.close()
+    cache_file = lite.cache_file(store.uri, store.collection_name)
+    if cache_file is not None:
+        cache_file.unlink(missing_ok=True)  # a crashed process never saves its cache
+    with MilvusMultiVectorStore(store.uri, collection_name=store.collection_name, cache=cached) as rerun:
+        rerun.add([orphan], [{"page": 2}], ids=["orphan"])
+        assert rerun.info().vectors == 20
+        assert rerun.search(orphan[:3], k=1)[0].page_id == "orphan"
 
 
 @pytest.mark.parametrize(
@@ -228,18 +234,14 @@ def test_a_model_name_is_recorded_once_then_enforced(target: StoreTarget) -> Non
 
 def test_other_schema_versions_are_refused(target: StoreTarget) -> None:
     with target.open(dim=DIM) as store:
-        store._client.alter_collection_properties(
-            store.pages_collection, properties={"colpali_milvus.schema_version": "0"}
-        )
+        store.connection.set_properties(store.pages_collection, {"colpali_milvus.schema_version": "0"})
     with pytest.raises(IndexMismatchError, match="schema version"):
         target.open()
 
 
-def test_repr_hides_credentials(tmp_path: Path) -> None:
-    store = MilvusMultiVectorStore.__new__(MilvusMultiVectorStore)
-    store.uri, store.collection_name, store._dim, store._model_name = "https://user:secret@host:19530", "c", 8, None
-    assert "secret" not in repr(store)
-    assert store_module._redact_uri("http://u:p@h:1/x") == "http://***@h:1/x"
+def test_uris_are_shown_without_credentials() -> None:
+    assert connection_module.redact_uri("http://u:p@h:1/x") == "http://***@h:1/x"
+    assert connection_module.redact_uri("https://user:secret@host:19530") == "https://***@host:19530"
 
 
 @pytest.mark.parametrize("cache", [True, False], ids=["cache", "milvus-ann"])
@@ -274,31 +276,23 @@ def test_the_cache_and_milvus_ann_paths_agree(target: StoreTarget) -> None:
     assert ids == [f"p{i}" for i in range(30)]
 
 
-def test_the_lite_cache_file_speeds_reopen_and_is_never_stale(lite_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_lite_cache_file_speeds_reopen_and_is_never_stale(lite_uri: str) -> None:
     rng = np.random.default_rng(10)
     pages = planted_corpus(rng, n_pages=5, n_vectors=12)
     with MilvusMultiVectorStore(lite_uri, collection_name="c", dim=DIM) as store:
         ids = store.add(pages, ids=[f"p{i}" for i in range(5)])
     cache_file = Path(f"{lite_uri}.cache") / "c.npz"
     assert cache_file.is_file()
+    saved = cache_file.read_bytes()
 
-    fetched: list[str] = []
-    original = MilvusMultiVectorStore._iter_rows
-
-    def spy(self: MilvusMultiVectorStore, collection: str, *args: object) -> object:
-        fetched.append(collection)
-        return original(self, collection, *args)
-
-    monkeypatch.setattr(MilvusMultiVectorStore, "_iter_rows", spy)
     with MilvusMultiVectorStore(lite_uri, collection_name="c") as store:
         assert store.search(pages[1][:2], k=1)[0].page_id == ids[1]
-        assert fetched == ["c_pages"]  # vectors came from the file, not from Milvus
+        assert store.search_path.loaded_from == "file"  # vectors came from the file, not from Milvus
         replacement = unit_vectors(rng, 12, DIM)
         store.add([replacement], ids=["p1"])  # same id, same count, other vectors
         assert not cache_file.exists()  # dropped before the change, in case we crash now
-        store._cache = None  # simulate a crash: nothing saved at close
+    cache_file.write_bytes(saved)  # as if a crash had left the old file behind
 
-    fetched.clear()
     with MilvusMultiVectorStore(lite_uri, collection_name="c") as store:
         np.testing.assert_allclose(store.get_vectors(["p1"])["p1"], replacement, atol=1e-6)
-        assert "c_vectors" in fetched  # rebuilt from Milvus, the source of truth
+        assert store.search_path.loaded_from == "milvus"  # the stale file failed its digests: rebuilt

@@ -12,7 +12,6 @@ from colpali_milvus.store.filters import compile_filter
     ("structured", "expected"),
     [
         (None, ""),
-        ({}, ""),
         ({"source": "a.pdf"}, 'source == "a.pdf"'),
         ({"page": [1, 2]}, "page in [1, 2]"),
         ({"page": {"$gte": 2, "$lt": 5}}, "(page >= 2 and page < 5)"),
@@ -34,6 +33,14 @@ from colpali_milvus.store.filters import compile_filter
 )
 def test_structured_filters_compile_to_milvus_expressions(structured: dict | None, expected: str) -> None:
     assert compile_filter(structured) == expected
+
+
+@pytest.mark.parametrize(
+    "empty", [{}, {"$or": [{}]}, {"$and": [{"page": 1}, {}]}, {"$or": [{"source": "a"}, {"$and": [{}]}]}]
+)
+def test_an_empty_filter_clause_is_refused_never_read_as_match_all(empty: dict) -> None:
+    with pytest.raises(FilterError, match="empty filter"):
+        compile_filter(empty)
 
 
 def test_quotes_and_backslashes_are_escaped() -> None:

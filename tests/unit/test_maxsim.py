@@ -49,7 +49,8 @@ def test_blocks_split_between_pages_give_the_same_scores(monkeypatch: pytest.Mon
     expected = maxsim(query, pages)
 
     monkeypatch.setattr(maxsim_module, "_ROWS_PER_BLOCK", 7)  # forces one block per page or two
-    np.testing.assert_allclose(maxsim(query, pages), expected, rtol=1e-6)
+    # float32 sums of other block shapes take other BLAS kernels: equal to float32 rounding, not bitwise.
+    np.testing.assert_allclose(maxsim(query, pages), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_empty_inputs_and_bad_offsets() -> None:

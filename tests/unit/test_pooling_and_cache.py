@@ -5,6 +5,7 @@ import numpy as np
 from colpali_milvus.search import maxsim
 from colpali_milvus.search.pooling import pool_page
 from colpali_milvus.store.cache import PageVectorCache
+from colpali_milvus.store.rows import vector_digest
 from helpers import unit_vectors
 
 
@@ -33,7 +34,7 @@ def test_cache_candidates_gather_and_remove() -> None:
     cache = PageVectorCache(16, n_centroids=4)
     pages = {f"p{i}": unit_vectors(rng, 30, 16) for i in range(10)}
     for page_id, vectors in pages.items():
-        cache.put(page_id, vectors, {"page_id": page_id, "n_vectors": 30})
+        cache.put(page_id, vectors, {"page_id": page_id, "n_vectors": 30, "digest": vector_digest(vectors)})
     query = pages["p6"][:3]
 
     candidates = cache.candidates(query, limit=3)
@@ -41,8 +42,8 @@ def test_cache_candidates_gather_and_remove() -> None:
     assert cache.candidates(query, limit=3, allowed={"p1", "p2"}) in (["p1", "p2"], ["p2", "p1"])
     assert cache.candidates(query, limit=50, allowed=set()) == []
 
-    ids, vectors, offsets = cache.gather(["p6", "missing", "p1"])
-    assert ids == ["p6", "p1"]
+    ids, vectors, offsets, rows = cache.gather(["p6", "missing", "p1"])
+    assert ids == ["p6", "p1"] and [row["page_id"] for row in rows] == ids
     assert vectors.shape == (60, 16) and offsets.tolist() == [0, 30]
     np.testing.assert_allclose(maxsim(query, [vectors[:30]]), maxsim(query, [pages["p6"]]))
 
@@ -52,6 +53,6 @@ def test_cache_candidates_gather_and_remove() -> None:
 
 
 def test_the_cache_rerank_depth_grows_with_the_corpus_within_bounds() -> None:
-    from colpali_milvus.store.milvus import _cache_rerank_depth
+    from colpali_milvus.store.cached_path import cache_rerank_depth
 
-    assert [_cache_rerank_depth(n) for n in (0, 1_000, 2_560, 4_000, 100_000)] == [128, 128, 128, 200, 1024]
+    assert [cache_rerank_depth(n) for n in (0, 1_000, 2_560, 4_000, 100_000)] == [128, 128, 128, 200, 1024]

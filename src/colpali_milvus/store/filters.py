@@ -22,19 +22,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from colpali_milvus.errors import FilterError
+from colpali_milvus.store.schema import FILTER_COLUMN_TYPES as COLUMN_TYPES
 
-__all__ = ["COLUMN_TYPES", "Filter", "compile_filter"]
+__all__ = ["COLUMN_TYPES", "Filter", "compile_filter", "join_clauses"]
 
 Filter = Mapping[str, Any]
-
-#: Typed columns present on every row; any other key addresses the JSON ``metadata`` column.
-COLUMN_TYPES: Mapping[str, type] = {
-    "source": str,
-    "page": int,
-    "page_label": str,
-    "doc_id": str,
-    "page_id": str,
-}
 
 _COMPARISONS = {"$eq": "==", "$ne": "!=", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _MEMBERSHIP = {"$in", "$nin"}
@@ -45,15 +37,21 @@ _FORBIDDEN_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def compile_filter(filter: Filter | None) -> str:
-    """Compile a structured filter into a Milvus expression; ``None`` or ``{}`` gives ``""``."""
+    """Compile a structured filter into a Milvus expression; ``None`` (no filter) gives ``""``.
+
+    An empty filter (``{}``, or ``{}`` inside ``$and``/``$or``) is refused rather than read as
+    "match everything": in a ``delete`` that reading would wipe the collection.
+    """
     if filter is None:
         return ""
-    if not isinstance(filter, Mapping):
-        raise FilterError(f"a filter must be a mapping, got {type(filter).__name__}")
     return _compile_mapping(filter)
 
 
-def _compile_mapping(filter: Mapping[str, Any]) -> str:
+def _compile_mapping(filter: Any) -> str:
+    if not isinstance(filter, Mapping):
+        raise FilterError(f"a filter must be a mapping, got {type(filter).__name__}")
+    if not filter:
+        raise FilterError("empty filter: give at least one condition (or no filter at all)")
     clauses = [_compile_entry(key, value) for key, value in filter.items()]
     return _join(clauses, " and ")
 
@@ -64,7 +62,7 @@ def _compile_entry(key: str, value: Any) -> str:
     if key in _LOGICAL:
         if not isinstance(value, Sequence) or isinstance(value, str) or not value:
             raise FilterError(f"{key} takes a non-empty list of filters")
-        return _join([compile_filter(item) for item in value], _LOGICAL[key])
+        return _join([_compile_mapping(item) for item in value], _LOGICAL[key])
     if key.startswith("$"):
         raise FilterError(f"unknown filter operator {key!r}")
     field = _field(key)
@@ -135,9 +133,14 @@ def _string_literal(value: str) -> str:
 
 
 def _join(clauses: list[str], joiner: str) -> str:
-    clauses = [clause for clause in clauses if clause]
-    if not clauses:
-        return ""
     if len(clauses) == 1:
         return clauses[0]
     return "(" + joiner.join(clauses) + ")"
+
+
+def join_clauses(*clauses: str | None) -> str:
+    """AND together Milvus expressions, skipping empty ones (``""`` when none is left)."""
+    present = [clause for clause in clauses if clause]
+    if len(present) <= 1:
+        return present[0] if present else ""
+    return " and ".join(f"({clause})" for clause in present)

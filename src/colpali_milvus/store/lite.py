@@ -1,7 +1,13 @@
-"""Milvus Lite specifics: which uris are Lite files, and the file lock of its one-process engine."""
+"""Every Milvus Lite specific: which uris are Lite files, its file lock, its log noise, its cache file.
+
+Milvus Lite is an embedded, one-process engine: a database is a local folder that one process locks.
+Paths are resolved before use, so ``colpali.db``, ``./colpali.db`` and its absolute path are one
+database to the lock counting, the shared vector cache and Milvus Lite's own server registry.
+"""
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from os import PathLike
@@ -9,11 +15,13 @@ from pathlib import Path
 
 __all__ = [
     "LITE_LOCK_FILE",
+    "cache_file",
     "hold_lite_database",
     "is_lite_uri",
     "lite_file_locked",
     "normalise_uri",
     "release_lite_database",
+    "silence_unimplemented_calls",
 ]
 
 LITE_LOCK_FILE = "LOCK"  # milvus_lite.db.LOCK_FILENAME: flock-ed by the process that owns the database
@@ -24,10 +32,20 @@ def is_lite_uri(uri: str) -> bool:
 
 
 def normalise_uri(uri: str | PathLike[str]) -> str:
+    """A server uri as given; a Lite path made absolute with symlinks resolved (one name per database)."""
     text = str(uri)
     if is_lite_uri(text):
-        return str(Path(text).expanduser())
+        return str(Path(text).expanduser().resolve())
     return text
+
+
+def cache_file(uri: str, collection_name: str) -> Path | None:
+    """Where a Lite store keeps its vector cache between runs (``<file>.cache/<collection>.npz``).
+
+    Only Lite gets one: one process owns a Lite file, so nothing can change it while the process
+    runs; a server's collection may change under any saved copy.
+    """
+    return Path(f"{uri}.cache") / f"{collection_name}.npz" if is_lite_uri(uri) else None
 
 
 # Milvus Lite runs one in-process server per database and keeps its file lock until that server
@@ -72,3 +90,25 @@ def lite_file_locked(database: Path) -> bool:
             return True
         fcntl.flock(handle, fcntl.LOCK_UN)
     return False
+
+
+class _UnimplementedCallFilter(logging.Filter):
+    """Drops the gRPC server's tracebacks for calls Milvus Lite does not implement.
+
+    pymilvus asks for a timestamp (``AllocTimestamp``) while waiting for an index; Milvus Lite's
+    in-process server answers "not implemented", pymilvus carries on correctly, but gRPC logs a
+    full traceback at ERROR level that reads like a crash.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, NotImplementedError) and "not implemented" in record.getMessage().lower())
+
+
+_filter = _UnimplementedCallFilter()
+
+
+def silence_unimplemented_calls() -> None:
+    logger = logging.getLogger("grpc._server")
+    if _filter not in logger.filters:
+        logger.addFilter(_filter)

@@ -1,10 +1,10 @@
-"""The two collections behind one store, described as data.
+"""The two collections behind one store, described as data: every column list derives from here.
 
 ``<name>_vectors`` holds one row per page vector (the flattened multi-vector of the Milvus ColPali
 tutorial): page id, position and vector, nothing else. ``<name>_pages`` holds one row per page: its
-metadata, text, vector count and a pooled vector; filters are evaluated there. A page row is written
-only after all of the page's vector rows, so it doubles as the page's commit marker: search never
-returns a page without one, and so never a page with a subset of its vectors.
+metadata, text, vector count, content digest and a pooled vector; filters are evaluated there. A
+page row is written only after all of the page's vector rows, so it doubles as the page's commit
+marker: search never returns a page without one, and the digest proves which vectors it commits.
 """
 
 from __future__ import annotations
@@ -13,24 +13,35 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "FILTER_COLUMN_TYPES",
+    "INT64_MAX",
+    "INT64_MIN",
+    "MAX_ID_LENGTH",
+    "MAX_LABEL_LENGTH",
     "MAX_SOURCE_LENGTH",
     "MAX_TEXT_LENGTH",
-    "SCHEMA_VERSION",
-    "FieldSpec",
-    "IndexConfig",
+    "METADATA_COLUMNS",
+    "PAGE_FIELDS",
     "PAGE_FIELDS_SPEC",
+    "PAGE_ROW_FIELDS",
     "SCALAR_INDEXED_FIELDS",
     "SCALAR_INDEX_TYPES",
+    "SCHEMA_VERSION",
     "VECTOR_FIELDS_SPEC",
+    "VECTOR_ROW_FIELDS",
+    "FieldSpec",
+    "IndexConfig",
 ]
 
 #: Bumped whenever the collections' layout changes; a store refuses to open another version.
-SCHEMA_VERSION = 1
+#: 2: page rows carry a digest of their vectors.
+SCHEMA_VERSION = 2
 
 MAX_ID_LENGTH = 128
 MAX_SOURCE_LENGTH = 4096
 MAX_LABEL_LENGTH = 256
 MAX_TEXT_LENGTH = 65535  # Milvus's VARCHAR limit, in bytes
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # what Milvus INT64 columns and JSON numbers hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +50,15 @@ class FieldSpec:
     kind: str  # a pymilvus DataType member name
     params: dict[str, Any] = field(default_factory=dict)
     is_primary: bool = False
+    python_type: type | None = None  # for typed metadata columns: what a value (and a filter literal) must be
 
 
-_PAGE_COLUMNS = (
-    FieldSpec("doc_id", "VARCHAR", {"max_length": MAX_ID_LENGTH}),
-    FieldSpec("source", "VARCHAR", {"max_length": MAX_SOURCE_LENGTH}),
-    FieldSpec("page", "INT64"),
-    FieldSpec("page_label", "VARCHAR", {"max_length": MAX_LABEL_LENGTH}),
-    FieldSpec("metadata", "JSON"),
+#: Metadata keys stored as typed columns (the rest of a page's metadata lives in the JSON column).
+METADATA_COLUMNS = (
+    FieldSpec("source", "VARCHAR", {"max_length": MAX_SOURCE_LENGTH}, python_type=str),
+    FieldSpec("page", "INT64", python_type=int),
+    FieldSpec("page_label", "VARCHAR", {"max_length": MAX_LABEL_LENGTH}, python_type=str),
+    FieldSpec("doc_id", "VARCHAR", {"max_length": MAX_ID_LENGTH}, python_type=str),
 )
 
 # Lean on purpose: a page has ~1,000 of these rows, so every column costs a thousandfold (Milvus Lite
@@ -59,12 +71,24 @@ VECTOR_FIELDS_SPEC = (
 )
 
 PAGE_FIELDS_SPEC = (
-    FieldSpec("page_id", "VARCHAR", {"max_length": MAX_ID_LENGTH}, is_primary=True),
-    *_PAGE_COLUMNS,
+    FieldSpec("page_id", "VARCHAR", {"max_length": MAX_ID_LENGTH}, is_primary=True, python_type=str),
+    *METADATA_COLUMNS,
+    FieldSpec("metadata", "JSON"),
     FieldSpec("text", "VARCHAR", {"max_length": MAX_TEXT_LENGTH}),
     FieldSpec("n_vectors", "INT64"),
+    FieldSpec("digest", "VARCHAR", {"max_length": 64}),  # of the page's float32 vectors, in order
     FieldSpec("pooled", "FLOAT_VECTOR"),  # L2-normalised mean of the page's vectors
 )
+
+#: Typed metadata keys, as hits report them.
+PAGE_FIELDS: tuple[str, ...] = tuple(spec.name for spec in METADATA_COLUMNS)
+#: Columns a structured filter may address directly, with the Python type of their literals.
+FILTER_COLUMN_TYPES: dict[str, type] = {
+    spec.name: spec.python_type for spec in PAGE_FIELDS_SPEC if spec.python_type is not None
+}
+#: What is read back of a page row: every column but the pooled vector.
+PAGE_ROW_FIELDS: tuple[str, ...] = tuple(spec.name for spec in PAGE_FIELDS_SPEC if not spec.kind.endswith("_VECTOR"))
+VECTOR_ROW_FIELDS: tuple[str, ...] = ("page_id", "seq_id", "vector")
 
 
 # Scalar indexes that make page-id and source filters cheap on large collections. INVERTED is the
@@ -78,6 +102,10 @@ SCALAR_INDEX_TYPES = {
     "VARCHAR": ("INVERTED", "Trie"),
     "INT64": ("INVERTED", "STL_SORT"),
 }
+
+
+def field_kind(name: str) -> str:
+    return next(spec.kind for spec in (*VECTOR_FIELDS_SPEC, *PAGE_FIELDS_SPEC) if spec.name == name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,166 @@
+"""Create, open and check the two collections of a store; what they record about themselves.
+
+A collection records its schema version, dim and model as properties of the pages collection, and
+a store refuses to open one that disagrees. On a server, every write also records a new
+*generation* token there, so a process holding a copy of the pages can tell cheaply that another
+process changed them.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from colpali_milvus.errors import IndexMismatchError, StoreError
+from colpali_milvus.store.connection import MilvusConnection
+from colpali_milvus.store.schema import (
+    PAGE_FIELDS_SPEC,
+    SCALAR_INDEX_TYPES,
+    SCALAR_INDEXED_FIELDS,
+    SCHEMA_VERSION,
+    VECTOR_FIELDS_SPEC,
+    IndexConfig,
+    field_kind,
+)
+
+__all__ = ["DEFAULT_DIM", "CollectionNames", "OpenedCollection", "claim_model", "open_collections"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DIM = 128
+_PREFIX = "colpali_milvus."
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionNames:
+    """The two Milvus collections behind a store named ``name``."""
+
+    name: str
+
+    @property
+    def vectors(self) -> str:
+        return f"{self.name}_vectors"
+
+    @property
+    def pages(self) -> str:
+        return f"{self.name}_pages"
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedCollection:
+    dim: int
+    model_name: str | None
+    created: bool
+
+
+def open_collections(
+    connection: MilvusConnection,
+    names: CollectionNames,
+    *,
+    dim: int | None,
+    model_name: str | None,
+    index: IndexConfig,
+    create: bool,
+) -> OpenedCollection:
+    """Open both collections (checking what they record) or create them; loads them either way."""
+    has_pages, has_vectors = connection.has_collection(names.pages), connection.has_collection(names.vectors)
+    if has_pages and has_vectors:
+        return _check_existing(connection, names, dim, model_name)
+    if has_pages or has_vectors:
+        raise IndexMismatchError(
+            f"collection {names.name!r} is incomplete (only one of {names.pages!r}, {names.vectors!r} exists)"
+        )
+    if not create:
+        raise StoreError(f"there is no collection {names.name!r} at {connection.display_uri}")
+    dim = dim or DEFAULT_DIM
+    _create(connection, names, dim, model_name, index)
+    return OpenedCollection(dim, model_name, created=True)
+
+
+def claim_model(connection: MilvusConnection, names: CollectionNames, recorded: str | None, model_name: str) -> None:
+    """Record ``model_name`` if the collection has none yet; refuse a different one."""
+    if recorded == model_name:
+        return
+    if recorded is not None:
+        raise IndexMismatchError(
+            f"collection {names.name!r} was built with model {recorded!r}, not {model_name!r}; "
+            "use another collection_name or the original model"
+        )
+    connection.set_properties(names.pages, {f"{_PREFIX}model": model_name})
+
+
+def read_generation(connection: MilvusConnection, names: CollectionNames) -> str:
+    return connection.properties(names.pages).get(f"{_PREFIX}generation", "")
+
+
+def new_generation(connection: MilvusConnection, names: CollectionNames) -> None:
+    """Announce a change to other processes holding a copy of the pages."""
+    connection.set_properties(names.pages, {f"{_PREFIX}generation": uuid.uuid4().hex})
+
+
+def _create(
+    connection: MilvusConnection, names: CollectionNames, dim: int, model_name: str | None, index: IndexConfig
+) -> None:
+    # Every index is built before the first load: a Milvus 2.3 server accepts a new index on a
+    # loaded collection, then refuses to load that collection again ("can't change the index").
+    connection.create_collection(names.vectors, VECTOR_FIELDS_SPEC, dim, auto_id=True)
+    connection.create_collection(names.pages, PAGE_FIELDS_SPEC, dim, auto_id=False)
+    with connection.translate("create the collections"):
+        for collection, field_name, kind, metric, params in (
+            (names.vectors, "vector", index.index_type, index.metric_type, index.build_params),
+            (names.pages, "pooled", "FLAT", "IP", {}),
+        ):
+            if not connection.create_index(collection, field_name, kind, metric_type=metric, params=dict(params)):
+                raise StoreError(f"Milvus at {connection.display_uri} refused a {kind} index on {collection}")
+    has_inverted = connection.server_version() >= (2, 4)  # older servers know only the per-type indexes
+    for kind_name, collection in (("vectors", names.vectors), ("pages", names.pages)):
+        for field_name in SCALAR_INDEXED_FIELDS[kind_name]:
+            index_types = SCALAR_INDEX_TYPES[field_kind(field_name)]
+            _create_scalar_index(connection, collection, field_name, index_types if has_inverted else index_types[1:])
+    for collection in (names.vectors, names.pages):
+        connection.load(collection)
+    # Recorded last: a collection with these properties is complete.
+    properties = {f"{_PREFIX}schema_version": str(SCHEMA_VERSION), f"{_PREFIX}dim": str(dim)}
+    if model_name:
+        properties[f"{_PREFIX}model"] = model_name
+    connection.set_properties(names.pages, properties)
+    logger.info("created collections %s and %s (dim=%d)", names.vectors, names.pages, dim)
+
+
+def _create_scalar_index(
+    connection: MilvusConnection, collection: str, field_name: str, index_types: Sequence[str]
+) -> None:
+    """The first of ``index_types`` this Milvus accepts for the field, or none (filters still work)."""
+    for index_type in index_types:
+        if connection.create_index(collection, field_name, index_type, index_name=f"{field_name}_idx"):
+            logger.debug("%s index on %s.%s", index_type, collection, field_name)
+            return
+    logger.info("no scalar index on %s.%s: this Milvus accepts none of %s", collection, field_name, index_types)
+
+
+def _check_existing(
+    connection: MilvusConnection, names: CollectionNames, dim: int | None, model_name: str | None
+) -> OpenedCollection:
+    properties = {
+        key[len(_PREFIX) :]: value
+        for key, value in connection.properties(names.pages).items()
+        if key.startswith(_PREFIX)
+    }
+    recorded_version = properties.get("schema_version")
+    if recorded_version != str(SCHEMA_VERSION):
+        raise IndexMismatchError(
+            f"collection {names.name!r} has schema version {recorded_version!r}; this "
+            f"colpali-milvus writes version {SCHEMA_VERSION} (re-index into a new collection)"
+        )
+    recorded_dim = int(properties["dim"])
+    if dim is not None and dim != recorded_dim:
+        raise IndexMismatchError(f"collection {names.name!r} holds {recorded_dim}-d vectors, not {dim}-d")
+    recorded_model = properties.get("model") or None
+    if model_name:
+        claim_model(connection, names, recorded_model, model_name)
+        recorded_model = model_name
+    for collection in (names.vectors, names.pages):
+        connection.load(collection)
+    return OpenedCollection(recorded_dim, recorded_model, created=False)

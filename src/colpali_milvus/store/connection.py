@@ -1,0 +1,374 @@
+"""The only module that talks to pymilvus: connect and close, retries, error translation, paging, batches.
+
+pymilvus errors become :class:`~colpali_milvus.errors.StoreError` here and nowhere else. Every read
+of many rows pages by primary key, so no read passes a server's 16,384-row query window.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
+from os import PathLike
+from pathlib import Path
+from typing import Any, TypeVar
+
+from colpali_milvus.errors import StoreConnectionError, StoreError
+from colpali_milvus.store import lite
+from colpali_milvus.store.filters import compile_filter, join_clauses
+from colpali_milvus.store.schema import FieldSpec
+
+__all__ = ["QUERY_WINDOW", "MilvusConnection", "in_ids", "redact_uri"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# A Milvus server returns at most this many rows per query (offset + limit); Lite has no cap, but
+# one code path for both keeps the behaviour the same everywhere.
+QUERY_WINDOW = 16_384
+INSERT_BATCH_ROWS = 4_096
+ID_BATCH = 1_000  # ids per `in [...]` expression
+_FIRST_BACKOFF_S = 0.5
+_MAX_BACKOFF_S = 8.0
+
+
+class MilvusConnection:
+    """One client to Milvus Lite, a server or Zilliz Cloud, with the plumbing every request needs.
+
+    ``retry_timeout``: how long (seconds) a request that failed because the server could not be
+    reached, or is still reloading after a restart, is retried with exponential backoff. Milvus
+    Lite runs in-process, so it is never retried there.
+    """
+
+    def __init__(
+        self,
+        uri: str | PathLike[str],
+        *,
+        token: str | None = None,
+        db_name: str | None = None,
+        timeout: float | None = None,
+        retry_timeout: float = 30.0,
+    ) -> None:
+        self.uri = lite.normalise_uri(uri)
+        self.is_lite = lite.is_lite_uri(self.uri)
+        self.db_name = db_name or ""
+        self.retry_timeout = 0.0 if self.is_lite else float(retry_timeout)
+        self.closed = False
+        self._reload_names: tuple[str, ...] = ()
+        self._client = self._connect(token, timeout)
+
+    @property
+    def display_uri(self) -> str:
+        """The uri without credentials, safe to log and show."""
+        return redact_uri(self.uri)
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        """Which database this is, the same for every spelling of its uri (Lite paths are resolved)."""
+        return (self.uri, self.db_name)
+
+    def reload_on_recovery(self, *collections: str) -> None:
+        """Collections to ask a restarted server to load while a request is retried."""
+        self._reload_names = collections
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def call(self, operation: str, request: Callable[[], T]) -> T:
+        """Run one pymilvus request with its errors translated; retry it while the server is unavailable.
+
+        A server that restarts or fails over refuses connections for seconds, then reloads its
+        collections for a few more; such faults are retried with exponential backoff until
+        ``retry_timeout`` is spent, then raised. Every request sent through here is safe to repeat:
+        reads and deletes are idempotent, page rows are upserted, and a vector row written twice is
+        read once.
+        """
+        deadline = time.monotonic() + self.retry_timeout
+        backoff = _FIRST_BACKOFF_S
+        attempt = 1
+        while True:
+            try:
+                with self.translate(operation):
+                    return request()
+            except StoreError as error:
+                recovering = _is_recovering(error.__cause__)
+                if not (recovering or isinstance(error, StoreConnectionError)) or time.monotonic() + backoff > deadline:
+                    raise
+                logger.warning("attempt %d failed (%s); retrying in %.1f s", attempt, error, backoff)
+                time.sleep(backoff)
+                backoff = min(2 * backoff, _MAX_BACKOFF_S)
+                attempt += 1
+                if recovering:
+                    self._reload()
+
+    @contextmanager
+    def translate(self, operation: str) -> Iterator[None]:
+        """Translate pymilvus and transport errors into the library's StoreError tree."""
+        from pymilvus.exceptions import MilvusException
+
+        try:
+            yield
+        except MilvusException as error:
+            message = getattr(error, "message", None) or str(error)
+            error_type = StoreConnectionError if _looks_like_connection_error(error) else StoreError
+            raise error_type(f"Milvus could not {operation} at {self.display_uri}: {message}") from error
+        except (ConnectionError, TimeoutError, OSError) as error:
+            raise StoreConnectionError(f"Milvus could not {operation} at {self.display_uri}: {error}") from error
+
+    def query(self, collection: str, where: str, fields: Sequence[str], limit: int) -> list[dict[str, Any]]:
+        return self.call(
+            "query",
+            lambda: list(self._client.query(collection, filter=where, output_fields=list(fields), limit=limit)),
+        )
+
+    def iter_rows(
+        self, collection: str, where: str, fields: Sequence[str], *, primary: str
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Matching rows in batches of at most one query window, in primary key order."""
+        last: Any = None
+        while True:
+            bound = "" if last is None else f"{primary} > {_scalar_literal(last)}"
+            batch = self.query(collection, join_clauses(where, bound), list({primary, *fields}), QUERY_WINDOW)
+            if not batch:
+                return
+            batch.sort(key=lambda row: row[primary])
+            yield batch
+            if len(batch) < QUERY_WINDOW:
+                return
+            last = batch[-1][primary]
+
+    def query_all(self, collection: str, where: str, fields: Sequence[str], *, primary: str) -> list[dict[str, Any]]:
+        return [row for batch in self.iter_rows(collection, where, fields, primary=primary) for row in batch]
+
+    def count(self, collection: str, where: str = "") -> int:
+        result = self.call(
+            "count rows", lambda: self._client.query(collection, filter=where, output_fields=["count(*)"])
+        )
+        return int(result[0]["count(*)"])
+
+    def search(
+        self, collection: str, data: list[list[float]], *, field: str, limit: int, where: str, params: dict[str, Any]
+    ) -> list[list[dict[str, Any]]]:
+        return self.call(
+            "search",
+            lambda: [
+                list(hits)
+                for hits in self._client.search(
+                    collection,
+                    data=data,
+                    anns_field=field,
+                    limit=limit,
+                    filter=where,
+                    output_fields=["page_id"],
+                    search_params=params,
+                )
+            ],
+        )
+
+    def insert(self, collection: str, rows: Iterable[dict[str, Any]], *, upsert: bool = False) -> None:
+        """Write rows in batches of INSERT_BATCH_ROWS (upserted: a retried write leaves one row)."""
+        batch: list[dict[str, Any]] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) == INSERT_BATCH_ROWS:
+                self.write_batch(collection, batch, upsert=upsert)
+                batch = []
+        if batch:
+            self.write_batch(collection, batch, upsert=upsert)
+
+    def write_batch(self, collection: str, batch: list[dict[str, Any]], *, upsert: bool = False) -> None:
+        write = self._client.upsert if upsert else self._client.insert
+        self.call("upsert" if upsert else "insert", lambda: write(collection, batch))
+
+    def delete_ids(self, collections: Sequence[str], page_ids: Sequence[str]) -> None:
+        """Delete every row of these pages, collection by collection in the order given."""
+        for batch in batches(list(page_ids), ID_BATCH):
+            where = in_ids(batch)
+            for collection in collections:
+                self.call("delete", partial(self._client.delete, collection, filter=where))
+
+    # -- collections --------------------------------------------------------------------------
+
+    def has_collection(self, name: str) -> bool:
+        return bool(self.call("look up the collection", lambda: self._client.has_collection(name)))
+
+    def create_collection(self, name: str, fields: Sequence[FieldSpec], dim: int, *, auto_id: bool) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        schema = MilvusClient.create_schema(auto_id=auto_id, enable_dynamic_field=False)
+        for spec in fields:
+            params = dict(spec.params)
+            if spec.kind.endswith("_VECTOR"):
+                params["dim"] = dim
+            schema.add_field(spec.name, getattr(DataType, spec.kind), is_primary=spec.is_primary, **params)
+        self.call(
+            "create the collection",
+            lambda: self._client.create_collection(name, schema=schema, consistency_level="Strong"),
+        )
+
+    def create_index(
+        self,
+        collection: str,
+        field_name: str,
+        index_type: str,
+        *,
+        metric_type: str | None = None,
+        params: dict[str, Any] | None = None,
+        index_name: str | None = None,
+    ) -> bool:
+        """Build an index; ``False`` when this Milvus refuses that index type (other errors raise)."""
+        from pymilvus.exceptions import MilvusException
+
+        index_params = self._client.prepare_index_params()
+        extra: dict[str, Any] = {"index_name": index_name} if index_name else {}
+        if metric_type:
+            extra["metric_type"] = metric_type
+        index_params.add_index(field_name=field_name, index_type=index_type, params=dict(params or {}), **extra)
+        try:
+            self._client.create_index(collection, index_params)
+        except MilvusException as error:
+            logger.debug("%s index on %s.%s refused: %s", index_type, collection, field_name, error)
+            return False
+        return True
+
+    def load(self, collection: str) -> None:
+        self.call("load the collection", lambda: self._client.load_collection(collection))
+
+    def properties(self, collection: str) -> dict[str, str]:
+        description = self.call("read the collection settings", lambda: self._client.describe_collection(collection))
+        return {str(key): str(value) for key, value in (description.get("properties") or {}).items()}
+
+    def set_properties(self, collection: str, properties: dict[str, str]) -> None:
+        self.call(
+            "record the collection settings",
+            lambda: self._client.alter_collection_properties(collection, properties=properties),
+        )
+
+    def describe_index(self, collection: str, index_name: str) -> dict[str, Any]:
+        try:
+            description = self.call("describe the index", lambda: self._client.describe_index(collection, index_name))
+        except StoreError:
+            return {}
+        return dict(description or {})
+
+    def list_indexes(self, collection: str) -> list[str]:
+        return [str(name) for name in self.call("list the indexes", lambda: self._client.list_indexes(collection))]
+
+    def flush(self, collection: str) -> None:
+        self.call("flush", lambda: self._client.flush(collection))
+
+    def drop(self, collection: str) -> None:
+        if self.has_collection(collection):
+            self.call("drop the collection", lambda: self._client.drop_collection(collection))
+
+    def server_version(self) -> tuple[int, int]:
+        """``(major, minor)`` of a Milvus server; Milvus Lite and unknown versions count as current."""
+        if self.is_lite:
+            return (99, 0)
+        version = str(self.call("read the server version", self._client.get_server_version))
+        match = re.match(r"v?(\d+)\.(\d+)", version)
+        return (int(match.group(1)), int(match.group(2))) if match else (99, 0)
+
+    def close(self) -> None:
+        """Close the client and, for Milvus Lite, release the file for other processes (once)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            with self.translate("close the connection"):
+                self._client.close()
+        finally:
+            if self.is_lite:
+                lite.release_lite_database(self.uri)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _connect(self, token: str | None, timeout: float | None) -> Any:
+        from pymilvus import MilvusClient
+
+        kwargs: dict[str, Any] = {"uri": self.uri}
+        if token:
+            kwargs["token"] = token
+        if self.db_name:
+            kwargs["db_name"] = self.db_name
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        if self.is_lite:
+            Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
+            lite.silence_unimplemented_calls()
+        try:
+            client = MilvusClient(**kwargs)
+        except Exception as error:
+            if self.is_lite and lite.lite_file_locked(Path(self.uri)):
+                raise StoreConnectionError(
+                    f"the Milvus Lite database {self.uri} is open in another process (it holds "
+                    f"{Path(self.uri) / lite.LITE_LOCK_FILE}); Milvus Lite allows one process per database: "
+                    "close the other process, or use a Milvus server for shared access"
+                ) from None
+            message = _scrub_text(getattr(error, "message", None) or str(error), token)
+            raise StoreConnectionError(
+                f"cannot connect to Milvus at {self.display_uri}: {type(error).__name__}: {message}"
+            ) from _scrub(error, token)
+        if self.is_lite:
+            lite.hold_lite_database(self.uri)
+        return client
+
+    def _reload(self) -> None:
+        """Ask a restarted server to load the collections (it reloads them by itself, this only hurries it)."""
+        from pymilvus.exceptions import MilvusException
+
+        for name in self._reload_names:
+            try:
+                self._client.load_collection(name)
+            except MilvusException as error:
+                logger.debug("reloading %s: %s", name, error)
+
+
+def _scalar_literal(value: Any) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(int(value))
+
+
+def in_ids(page_ids: Sequence[str]) -> str:
+    """``page_id in [...]``, escaped."""
+    return compile_filter({"page_id": {"$in": list(page_ids)}})
+
+
+def batches(items: list[T], size: int) -> Iterator[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def redact_uri(uri: str) -> str:
+    """The uri without any ``user:password@`` part."""
+    return re.sub(r"(://)[^/@]*@", r"\1***@", uri)
+
+
+def _looks_like_connection_error(error: Exception) -> bool:
+    text = str(error).lower()
+    return any(word in text for word in ("unavailable", "connect", "deadline", "timeout", "closed"))
+
+
+# What a Milvus server answers while it recovers from a restart: collections and shard leaders come
+# back a few seconds after the server accepts connections again.
+_RECOVERING = ("not loaded", "no available shard", "shard leader", "not ready", "channel not available", "recovering")
+
+
+def _is_recovering(error: BaseException | None) -> bool:
+    text = str(error).lower() if error is not None else ""
+    return any(phrase in text for phrase in _RECOVERING)
+
+
+def _scrub(error: BaseException, token: str | None) -> BaseException:
+    """Replace an exception whose message contains the token by one that does not."""
+    if token and token in str(error):
+        return StoreConnectionError(_scrub_text(str(error), token))
+    return error
+
+
+def _scrub_text(text: str, token: str | None) -> str:
+    return text.replace(token, "***") if token else text

@@ -1,0 +1,67 @@
+"""What a search path is: where candidate pages and their vectors come from.
+
+A store has exactly one path, chosen when it opens: :class:`~colpali_milvus.store.cached_path.CachedPath`
+(an in-process copy of the pages, verified against Milvus) or
+:class:`~colpali_milvus.store.server_path.ServerPath` (ANN in Milvus, then the candidates' vectors read
+back). Either hands the front class candidate pages with **all** of their vectors; the front class
+scores them by exact MaxSim. A path never calls back into the front class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from colpali_milvus.store.rows import PageRecord
+
+__all__ = ["Candidates", "SearchPath"]
+
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """Candidate pages back to back: page ``i`` is ``vectors[offsets[i]:offsets[i + 1]]``."""
+
+    page_ids: list[str]
+    vectors: FloatArray  # (rows, dim)
+    offsets: npt.NDArray[np.int64]  # (n_pages,)
+    rows: list[Mapping[str, Any]] = field(default_factory=list)  # page rows, aligned with page_ids
+
+
+class SearchPath(Protocol):
+    def candidates(self, query: FloatArray, k: int, where: str) -> Candidates:
+        """At least ``k`` committed pages matching ``where`` (when that many exist), whole."""
+        ...
+
+    def existing(self, page_ids: Sequence[str]) -> set[str]:
+        """The committed pages among ``page_ids``."""
+        ...
+
+    def vectors(self, page_ids: Sequence[str]) -> dict[str, FloatArray]:
+        """All vectors of the committed pages among ``page_ids``."""
+        ...
+
+    def ids_to_clear(self, page_ids: Sequence[str]) -> list[str]:
+        """Which of ``page_ids`` may have rows to delete before they are written anew."""
+        ...
+
+    def before_write(self) -> None:
+        """Called (under the collection's write lock) before rows change."""
+        ...
+
+    def written(self, records: Sequence[PageRecord]) -> None:
+        """Called (under the write lock) once these pages are committed in Milvus."""
+        ...
+
+    def deleted(self, page_ids: Sequence[str]) -> None:
+        """Called (under the write lock) once these pages are deleted from Milvus."""
+        ...
+
+    def close(self, *, last_user: bool) -> None:
+        """The store closes; ``last_user`` when no other store in this process uses the collection."""
+        ...
