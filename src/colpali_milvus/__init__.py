@@ -28,6 +28,7 @@ from colpali_milvus.search.maxsim import maxsim
 from colpali_milvus.types import IngestReport, Page, PageHit, SkippedFile
 
 if TYPE_CHECKING:
+    from colpali_milvus.collection import PageCollection
     from colpali_milvus.embed.colpali import DEFAULT_MODEL, ColPaliEmbedder
     from colpali_milvus.index import ColPaliIndex
     from colpali_milvus.store.milvus import MilvusMultiVectorStore
@@ -51,6 +52,7 @@ __all__ = [
     "ModelError",
     "MultiVectorEmbedder",
     "Page",
+    "PageCollection",
     "PageHit",
     "SkippedFile",
     "StoreConnectionError",
@@ -64,6 +66,7 @@ _LAZY = {
     "ColPaliEmbedder": "colpali_milvus.embed.colpali",
     "DEFAULT_MODEL": "colpali_milvus.embed.colpali",
     "ColPaliIndex": "colpali_milvus.index",
+    "PageCollection": "colpali_milvus.collection",
     "MilvusMultiVectorStore": "colpali_milvus.store.milvus",
     "IndexConfig": "colpali_milvus.store.schema",
 }

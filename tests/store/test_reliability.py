@@ -106,3 +106,21 @@ def test_searches_from_threads_during_ingestion_see_only_whole_pages(lite_uri: s
             for hit in hits:  # every returned page was scored on all 40 of its vectors
                 expected = maxsim(query, [pages[int(hit.page_id[1:])]])[0]
                 assert hit.score == pytest.approx(float(expected), abs=1e-4)
+
+
+def test_a_new_lite_collection_prints_nothing_that_looks_like_a_crash(tmp_path: Path) -> None:
+    """Milvus Lite's in-process server logs a traceback for a call it does not implement (AllocTimestamp)."""
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(SRC)!r})
+        import numpy as np
+        from colpali_milvus import MilvusMultiVectorStore
+        with MilvusMultiVectorStore({str(tmp_path / "fresh.db")!r}, dim=8) as store:
+            store.add([np.eye(8, dtype=np.float32)], ids=["p"])
+            assert store.search(np.eye(8, dtype=np.float32)[:2], k=1)[0].page_id == "p"
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert "not implemented" not in result.stderr.lower()
+    assert "ERROR" not in result.stderr

@@ -93,8 +93,10 @@ class PageVectorCache:
     def row(self, page_id: str) -> Mapping[str, Any]:
         return self._rows[page_id]
 
-    def vectors(self, page_id: str) -> FloatArray:
-        return self._vectors[page_id]
+    def vectors_of(self, page_ids: Iterable[str]) -> dict[str, FloatArray]:
+        """The cached pages among ``page_ids``, by id."""
+        with self._lock:
+            return {page_id: self._vectors[page_id] for page_id in page_ids if page_id in self._vectors}
 
     def candidates(self, query: FloatArray, limit: int, allowed: set[str] | None = None) -> list[str]:
         """The ``limit`` pages with the highest MaxSim of ``query`` against their centroids."""

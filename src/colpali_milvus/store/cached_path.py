@@ -108,9 +108,7 @@ class CachedPath:
         return {page_id for page_id in page_ids if page_id in cache}
 
     def vectors(self, page_ids: Sequence[str]) -> dict[str, FloatArray]:
-        found, vectors, offsets, _ = self._current().gather(list(dict.fromkeys(page_ids)))
-        ends = [*offsets[1:].tolist(), vectors.shape[0]]
-        return {page_id: vectors[start:end] for page_id, start, end in zip(found, offsets.tolist(), ends, strict=True)}
+        return self._current().vectors_of(page_ids)
 
     # -- writes (called under the collection's write lock) ----------------------------------
 

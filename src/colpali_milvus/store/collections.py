@@ -25,7 +25,16 @@ from colpali_milvus.store.schema import (
     field_kind,
 )
 
-__all__ = ["DEFAULT_DIM", "CollectionNames", "OpenedCollection", "claim_model", "open_collections"]
+__all__ = [
+    "DEFAULT_DIM",
+    "CollectionNames",
+    "OpenedCollection",
+    "claim_model",
+    "claim_pool_factor",
+    "new_generation",
+    "open_collections",
+    "read_generation",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +62,7 @@ class OpenedCollection:
     dim: int
     model_name: str | None
     created: bool
+    pool_factor: int | None = None  # recorded by the first embedder that wrote to it (1: no pooling)
 
 
 def open_collections(
@@ -89,6 +99,20 @@ def claim_model(connection: MilvusConnection, names: CollectionNames, recorded: 
             "use another collection_name or the original model"
         )
     connection.set_properties(names.pages, {f"{_PREFIX}model": model_name})
+
+
+def claim_pool_factor(
+    connection: MilvusConnection, names: CollectionNames, recorded: int | None, pool_factor: int
+) -> None:
+    """Record the token-pooling factor if none is yet; refuse another (pooled and unpooled pages never mix)."""
+    if recorded == pool_factor:
+        return
+    if recorded is not None:
+        raise IndexMismatchError(
+            f"collection {names.name!r} holds pages embedded with pool factor {recorded}, not {pool_factor}; "
+            "use another collection_name or the same pool factor"
+        )
+    connection.set_properties(names.pages, {f"{_PREFIX}pool_factor": str(pool_factor)})
 
 
 def read_generation(connection: MilvusConnection, names: CollectionNames) -> str:
@@ -163,4 +187,5 @@ def _check_existing(
         recorded_model = model_name
     for collection in (names.vectors, names.pages):
         connection.load(collection)
-    return OpenedCollection(recorded_dim, recorded_model, created=False)
+    pool_factor = int(properties["pool_factor"]) if properties.get("pool_factor") else None
+    return OpenedCollection(recorded_dim, recorded_model, created=False, pool_factor=pool_factor)

@@ -34,6 +34,7 @@ from colpali_milvus.store.cached_path import CachedPath
 from colpali_milvus.store.collections import (
     CollectionNames,
     claim_model,
+    claim_pool_factor,
     new_generation,
     open_collections,
 )
@@ -67,6 +68,7 @@ class StoreInfo:
     indexed_vectors: int | None = None  # rows the ANN index covers (a server builds it asynchronously)
     pending_index_vectors: int | None = None
     search_path: str = ""  # "cached" or "server"
+    pool_factor: int | None = None  # token pooling of the stored pages (1: none; None: not recorded)
 
 
 class MilvusMultiVectorStore:
@@ -141,7 +143,7 @@ class MilvusMultiVectorStore:
             opened = open_collections(
                 self._connection, self._names, dim=dim, model_name=model_name, index=self.index, create=create
             )
-            self._dim, self._model_name = opened.dim, opened.model_name
+            self._dim, self._model_name, self._pool_factor = opened.dim, opened.model_name, opened.pool_factor
             self._shared = shared.attach((*self._connection.identity, collection_name))
             self._announce_writes = not exclusive
             self._path: SearchPath
@@ -220,10 +222,21 @@ class MilvusMultiVectorStore:
             f"collection_name={self.collection_name!r}, dim={self._dim}, model_name={self._model_name!r})"
         )
 
-    def claim_model(self, model_name: str) -> None:
-        """Record ``model_name`` if the collection has none yet; refuse a different one."""
+    @property
+    def pool_factor(self) -> int | None:
+        """The token-pooling factor the collection's pages were embedded with (1: none; ``None``: not recorded)."""
+        return self._pool_factor
+
+    def claim_model(self, model_name: str, *, pool_factor: int | None = None) -> None:
+        """Record ``model_name`` (and the pool factor) if the collection has none yet; refuse different ones.
+
+        ``pool_factor``: the embedder's token-pooling factor (``None`` or 1: no pooling).
+        """
         claim_model(self._connection, self._names, self._model_name, model_name)
         self._model_name = model_name
+        factor = pool_factor or 1
+        claim_pool_factor(self._connection, self._names, self._pool_factor, factor)
+        self._pool_factor = factor
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -373,6 +386,7 @@ class MilvusMultiVectorStore:
             indexed_vectors=_optional_int(index.get("indexed_rows")),
             pending_index_vectors=_optional_int(index.get("pending_index_rows")),
             search_path="cached" if isinstance(self._path, CachedPath) else "server",
+            pool_factor=self._pool_factor,
         )
 
     def flush(self) -> None:
