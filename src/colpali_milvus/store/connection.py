@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from os import PathLike
-from pathlib import Path
 from typing import Any, TypeVar
 
 from colpali_milvus.errors import StoreConnectionError, StoreError
@@ -54,9 +53,10 @@ class MilvusConnection:
         retry_timeout: float = 30.0,
     ) -> None:
         self.uri = lite.normalise_uri(uri)
-        self.is_lite = lite.is_lite_uri(self.uri)
+        self._endpoint = lite.endpoint(self.uri)
+        self.is_lite = self._endpoint.embedded
         self.db_name = db_name or ""
-        self.retry_timeout = 0.0 if self.is_lite else float(retry_timeout)
+        self.retry_timeout = 0.0 if self._endpoint.embedded else float(retry_timeout)  # Lite runs in-process
         self.closed = False
         self._reload_names: tuple[str, ...] = ()
         self._client = self._connect(token, timeout)
@@ -266,7 +266,7 @@ class MilvusConnection:
 
     def server_version(self) -> tuple[int, int]:
         """``(major, minor)`` of a Milvus server; Milvus Lite and unknown versions count as current."""
-        if self.is_lite:
+        if self._endpoint.embedded:
             return (99, 0)
         version = str(self.call("read the server version", self._client.get_server_version))
         match = re.match(r"v?(\d+)\.(\d+)", version)
@@ -281,8 +281,7 @@ class MilvusConnection:
             with self.translate("close the connection"):
                 self._client.close()
         finally:
-            if self.is_lite:
-                lite.release_lite_database(self.uri)
+            self._endpoint.closed()
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -296,24 +295,18 @@ class MilvusConnection:
             kwargs["db_name"] = self.db_name
         if timeout is not None:
             kwargs["timeout"] = timeout
-        if self.is_lite:
-            Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
-            lite.silence_unimplemented_calls()
+        self._endpoint.before_connect()
         try:
             client = MilvusClient(**kwargs)
         except Exception as error:
-            if self.is_lite and lite.lite_file_locked(Path(self.uri)):
-                raise StoreConnectionError(
-                    f"the Milvus Lite database {self.uri} is open in another process (it holds "
-                    f"{Path(self.uri) / lite.LITE_LOCK_FILE}); Milvus Lite allows one process per database: "
-                    "close the other process, or use a Milvus server for shared access"
-                ) from None
+            clearer = self._endpoint.connect_failure()
+            if clearer is not None:
+                raise clearer from None
             message = _scrub_text(getattr(error, "message", None) or str(error), token)
             raise StoreConnectionError(
                 f"cannot connect to Milvus at {self.display_uri}: {type(error).__name__}: {message}"
             ) from _scrub(error, token)
-        if self.is_lite:
-            lite.hold_lite_database(self.uri)
+        self._endpoint.connected()
         return client
 
     def _reload(self) -> None:

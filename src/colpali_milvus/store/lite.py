@@ -13,9 +13,15 @@ import threading
 from os import PathLike
 from pathlib import Path
 
+from colpali_milvus.errors import StoreConnectionError
+
 __all__ = [
     "LITE_LOCK_FILE",
+    "Endpoint",
+    "LiteFile",
+    "RemoteServer",
     "cache_file",
+    "endpoint",
     "hold_lite_database",
     "is_lite_uri",
     "lite_file_locked",
@@ -37,6 +43,64 @@ def normalise_uri(uri: str | PathLike[str]) -> str:
     if is_lite_uri(text):
         return str(Path(text).expanduser().resolve())
     return text
+
+
+class RemoteServer:
+    """A Milvus server, cluster or Zilliz Cloud: reached over the network, shared by many processes."""
+
+    embedded = False
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    def before_connect(self) -> None:
+        pass
+
+    def connect_failure(self) -> StoreConnectionError | None:
+        """A clearer error than the client's for a failed connection, when there is one."""
+        return None
+
+    def connected(self) -> None:
+        pass
+
+    def closed(self) -> None:
+        pass
+
+
+class LiteFile:
+    """Milvus Lite: an embedded database in a local folder, owned by one process at a time."""
+
+    embedded = True
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    def before_connect(self) -> None:
+        Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
+        silence_unimplemented_calls()
+
+    def connect_failure(self) -> StoreConnectionError | None:
+        if not lite_file_locked(Path(self.uri)):
+            return None
+        return StoreConnectionError(
+            f"the Milvus Lite database {self.uri} is open in another process (it holds "
+            f"{Path(self.uri) / LITE_LOCK_FILE}); Milvus Lite allows one process per database: "
+            "close the other process, or use a Milvus server for shared access"
+        )
+
+    def connected(self) -> None:
+        hold_lite_database(self.uri)
+
+    def closed(self) -> None:
+        release_lite_database(self.uri)
+
+
+Endpoint = LiteFile | RemoteServer
+
+
+def endpoint(uri: str) -> Endpoint:
+    """What ``uri`` (already normalised) points at."""
+    return LiteFile(uri) if is_lite_uri(uri) else RemoteServer(uri)
 
 
 def cache_file(uri: str, collection_name: str) -> Path | None:
