@@ -87,12 +87,14 @@ def main() -> None:
     add_llm_arguments(parser)
     args = parser.parse_args()
 
-    index = ColPaliIndex.from_model(args.model, uri=args.uri or str(Path(tempfile.mkdtemp()) / "hybrid.db"))
-    index.add_pdf(args.pdf)
-    retriever = ColPaliRetriever(index=index, k=args.candidates)
-
-    candidates = retriever.invoke(args.question)
-    pages = fuse(candidates, args.question, args.k)
+    # The index is closed and the scratch folder (the default Milvus Lite file) removed on the way out.
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        ColPaliIndex.from_model(args.model, uri=args.uri or str(Path(scratch) / "hybrid.db")) as index,
+    ):
+        index.add_pdf(args.pdf)
+        candidates = ColPaliRetriever(index=index, k=args.candidates).invoke(args.question)
+    pages = fuse(candidates, args.question, args.k)  # the documents carry their page images: no index needed
     for document in pages:
         print(
             f"page: {document.metadata['source']} p.{document.metadata['page_label']} "

@@ -58,19 +58,22 @@ def main() -> None:
     add_llm_arguments(parser)
     args = parser.parse_args()
 
-    index = ColPaliIndex.from_model(args.model, uri=args.uri or str(Path(tempfile.mkdtemp()) / "rag.db"))
-    index.add_pdf(args.pdf)
-
     chat_model: BaseChatModel = langchain_chat_model(args, stand_in=PageCountingChatModel())
 
-    retriever = ColPaliRetriever(index=index, k=args.k)
-    chain = (
-        {"docs": retriever, "question": RunnablePassthrough()}
-        | RunnableLambda(lambda x: [pages_to_message(x["question"], x["docs"])])
-        | chat_model
-        | StrOutputParser()
-    )
-    print(chain.invoke(args.question))
+    # The index is closed and the scratch folder (the default Milvus Lite file) removed on the way out.
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        ColPaliIndex.from_model(args.model, uri=args.uri or str(Path(scratch) / "rag.db")) as index,
+    ):
+        index.add_pdf(args.pdf)
+        retriever = ColPaliRetriever(index=index, k=args.k)
+        chain = (
+            {"docs": retriever, "question": RunnablePassthrough()}
+            | RunnableLambda(lambda x: [pages_to_message(x["question"], x["docs"])])
+            | chat_model
+            | StrOutputParser()
+        )
+        print(chain.invoke(args.question))
 
 
 if __name__ == "__main__":

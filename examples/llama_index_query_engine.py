@@ -4,9 +4,13 @@
     python examples/llama_index_query_engine.py --pdf report.pdf --llm openai --llm-model gpt-4o-mini
     python examples/llama_index_query_engine.py --pdf report.pdf --llm ollama --llm-model qwen2.5vl
 
-Pages are indexed, retrieved as ImageNodes, and RetrieverQueryEngine(multimodal=True) hands them to
-the LLM as image blocks, with each page's text layer as context text. Without --llm the LLM is a
-stand-in that reports how many page images it received. See llm_choice.py for the flags.
+Pages are indexed and retrieved as ImageNodes, and create_query_engine hands every retrieved page to
+the LLM as an image block (with its source and page label), all in one call. It replaces
+RetrieverQueryEngine.from_args(..., multimodal=True), which budgets each image at 2,125 tokens
+against the LLM's declared context window (3,900 when the LLM declares none) and so sends one page
+per call, or drops pages, once two do not fit. The LLM's context window therefore matters: declare
+the real one (see llm_choice.py, --context-window). Without --llm the LLM is a stand-in that reports
+how many page images it received.
 """
 
 from __future__ import annotations
@@ -19,11 +23,10 @@ from typing import Any
 
 from llama_index.core.base.llms.types import ChatMessage, ChatResponse, CompletionResponse, ImageBlock, LLMMetadata
 from llama_index.core.llms import LLM, CustomLLM
-from llama_index.core.query_engine import RetrieverQueryEngine
 from llm_choice import add_llm_arguments, llama_index_llm
 
 from colpali_milvus import DEFAULT_MODEL, ColPaliIndex
-from colpali_milvus.llama_index import ColPaliRetriever
+from colpali_milvus.llama_index import ColPaliRetriever, create_query_engine
 
 
 class ImageCountingLLM(CustomLLM):
@@ -31,7 +34,8 @@ class ImageCountingLLM(CustomLLM):
 
     @property
     def metadata(self) -> LLMMetadata:
-        return LLMMetadata(is_chat_model=True, model_name="image-counting-stand-in")
+        # A real vision model's window; LlamaIndex's default (3,900) holds one page image as it counts them.
+        return LLMMetadata(is_chat_model=True, model_name="image-counting-stand-in", context_window=32_768)
 
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         images = sum(isinstance(block, ImageBlock) for message in messages for block in message.blocks)
@@ -54,15 +58,16 @@ def main() -> None:
     add_llm_arguments(parser)
     args = parser.parse_args()
 
-    index = ColPaliIndex.from_model(args.model, uri=args.uri or str(Path(tempfile.mkdtemp()) / "engine.db"))
-    index.add_pdf(args.pdf)
-
     llm: LLM = llama_index_llm(args, stand_in=ImageCountingLLM())
 
-    engine = RetrieverQueryEngine.from_args(
-        retriever=ColPaliRetriever(index=index, similarity_top_k=args.top_k), llm=llm, multimodal=True
-    )
-    response = engine.query(args.question)
+    # The index is closed and the scratch folder (the default Milvus Lite file) removed on the way out.
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        ColPaliIndex.from_model(args.model, uri=args.uri or str(Path(scratch) / "engine.db")) as index,
+    ):
+        index.add_pdf(args.pdf)
+        engine = create_query_engine(ColPaliRetriever(index, similarity_top_k=args.top_k), llm)
+        response = engine.query(args.question)
     print(response)
     for source in response.source_nodes:
         print(f"  {source.node.metadata['source']} page {source.node.metadata['page_label']} score {source.score:.3f}")

@@ -15,12 +15,20 @@ import os
 from typing import Any
 
 DEFAULT_MODELS = {"openai": "gpt-4o-mini", "ollama": "qwen2.5vl"}
+# LlamaIndex budgets prompts against the window an LLM declares (3,900 tokens when it declares none,
+# too small for two page images as it counts them): declare it. Ollama allocates what it is given.
+DEFAULT_CONTEXT_WINDOWS = {"openai": 128_000, "ollama": 8192}
 
 
 def add_llm_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--llm", choices=["stand-in", "openai", "ollama"], default="stand-in")
     parser.add_argument("--llm-model", help=f"chat model name (default: {DEFAULT_MODELS})")
     parser.add_argument("--base-url", help="OpenAI-compatible endpoint (…/v1) or Ollama host")
+    parser.add_argument(
+        "--context-window",
+        type=int,
+        help=f"the chat model's context window in tokens, for LlamaIndex (default: {DEFAULT_CONTEXT_WINDOWS})",
+    )
 
 
 def _api_key(args: argparse.Namespace) -> str:
@@ -51,6 +59,7 @@ def llama_index_llm(args: argparse.Namespace, stand_in: Any) -> Any:
             api_base=args.base_url or "https://api.openai.com/v1",
             api_key=_api_key(args),
             is_chat_model=True,
+            context_window=args.context_window or DEFAULT_CONTEXT_WINDOWS["openai"],
             temperature=0,
         )
     if args.llm == "ollama":
@@ -58,6 +67,9 @@ def llama_index_llm(args: argparse.Namespace, stand_in: Any) -> Any:
 
         # context_window given: otherwise the client asks the server for it before the first chat.
         return Ollama(
-            model=model, base_url=args.base_url or "http://localhost:11434", request_timeout=300, context_window=8192
+            model=model,
+            base_url=args.base_url or "http://localhost:11434",
+            request_timeout=300,
+            context_window=args.context_window or DEFAULT_CONTEXT_WINDOWS["ollama"],
         )
     return stand_in

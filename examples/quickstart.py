@@ -26,19 +26,21 @@ def main() -> None:
     )
     args = parser.parse_args()
     questions = args.question or ["What is the main table about?", "Which page shows a diagram?"]
-    uri = args.uri or str(Path(tempfile.mkdtemp()) / "quickstart.db")
 
     embedder = ColPaliEmbedder(args.model)
-    store = MilvusMultiVectorStore(uri, token=args.token, dim=embedder.dim, model_name=embedder.model_name)
-    with ColPaliIndex(embedder, store) as index:
-        page_ids = index.add_pdf(args.pdf)
-        print(f"indexed {len(page_ids)} pages of {args.pdf} into {uri}")
-        for question in questions:
-            best = index.search(question, k=1)[0]
-            print(
-                f"Q: {question}\n   best page: {best.source} page {best.page_label} "
-                f"(score {best.score:.3f}, image {best.image_path})"
-            )
+    # Without --uri the Milvus Lite file (and its page images) lives in a scratch folder removed at the end.
+    with tempfile.TemporaryDirectory() as scratch:
+        uri = args.uri or str(Path(scratch) / "quickstart.db")
+        store = MilvusMultiVectorStore(uri, token=args.token, dim=embedder.dim, model_name=embedder.model_name)
+        with ColPaliIndex(embedder, store) as index:  # closing the index closes its store
+            page_ids = index.add_pdf(args.pdf)
+            print(f"indexed {len(page_ids)} pages of {args.pdf} into {uri}")
+            for question in questions:
+                best = index.search(question, k=1)[0]
+                print(
+                    f"Q: {question}\n   best page: {best.source} page {best.page_label} "
+                    f"(score {best.score:.3f}, image {best.image_path})"
+                )
 
 
 if __name__ == "__main__":

@@ -174,3 +174,36 @@ def test_pages_to_message_can_send_each_text_layer_next_to_its_image(indexed: Co
     assert layers == [f"Text layer of this page:\n{docs[0].page_content.strip()[:3]} [...]"]
     kinds = [block["type"] for block in message.content if isinstance(block, dict)]
     assert kinds == ["text", "text", "text", "image", "text", "image", "text"]
+
+
+def test_stored_metadata_never_stands_in_for_a_page_image(spoofed: tuple[ColPaliIndex, dict[str, str]]) -> None:
+    index, ids = spoofed
+    documents = {d.id: d for d in ColPaliRetriever(index=index, k=2).invoke("red blue")}
+
+    missing = documents[ids["blue"]]  # its image file is gone; its metadata claims one
+    assert not {"image_base64", "image_mime_type", "image_path"} & set(missing.metadata)
+    assert missing.metadata["page_id"] == ids["blue"]
+    assert missing.metadata["score"] != 99.0
+    assert missing.metadata["team"] == "finance"  # the user's other keys are kept
+    with pytest.raises(InvalidInputError, match="no page image"):
+        image_block(missing)
+    with pytest.raises(InvalidInputError):
+        pages_to_message("what is on the page?", [missing])
+
+    kept = documents[ids["red"]]
+    assert kept.metadata["image_path"] == str(index.images.find(ids["red"]))
+    block = image_block(kept)
+    assert Image.open(io.BytesIO(base64.b64decode(block["base64"]))).getpixel((5, 5)) == (255, 0, 0)
+
+
+def test_loader_metadata_cannot_replace_the_rendered_page(colour_pdfs: list[Path]) -> None:
+    spoof = {"image_base64": "bm90IGFuIGltYWdl", "image_mime_type": "text/plain", "score": 1.0}
+    (document, _) = ColPaliPDFLoader(colour_pdfs[1], dpi=36, metadata={**spoof, "kind": "manual"}).load()
+
+    assert document.metadata["image_mime_type"] == "image/png"
+    assert Image.open(io.BytesIO(base64.b64decode(document.metadata["image_base64"]))).size == (306, 396)
+    assert document.metadata["page_id"] == document.id
+    assert "score" not in document.metadata
+    assert document.metadata["kind"] == "manual"
+    with pytest.raises(InvalidInputError, match="reserved"):  # the page's own fields are refused outright
+        ColPaliPDFLoader(colour_pdfs[1], dpi=36, metadata={"page_id": "x"}).load()

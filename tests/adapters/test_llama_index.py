@@ -14,7 +14,7 @@ from llama_index.core.base.llms.types import ChatMessage, ChatResponse, ImageBlo
 from llama_index.core.llms.mock import MockLLMWithChatMemoryOfLastCall
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.retrievers import BaseRetriever
-from llama_index.core.schema import ImageDocument, ImageNode, NodeWithScore
+from llama_index.core.schema import ImageDocument, ImageNode, NodeWithScore, TextNode
 from llama_index.core.vector_stores.types import (
     FilterCondition,
     FilterOperator,
@@ -132,3 +132,37 @@ def test_multimodal_query_engine_hands_image_blocks_to_the_llm(indexed: ColPaliI
     assert len(images) == 2  # both retrieved pages reached the model as images
     green = Image.open(io.BytesIO(images[0].resolve_image(as_base64=False).read()))
     assert green.getpixel((150, 300))[1] == 255
+
+
+def test_stored_metadata_never_supplies_an_image_node_field(spoofed: tuple[ColPaliIndex, dict[str, str]]) -> None:
+    index, ids = spoofed
+    nodes = {r.node.node_id: r.node for r in ColPaliRetriever(index=index, similarity_top_k=2).retrieve("red blue")}
+
+    missing = nodes[ids["blue"]]  # its image file is gone; its metadata claims one
+    assert isinstance(missing, TextNode) and not isinstance(missing, ImageNode)
+    assert not {"image", "image_path", "image_mimetype", "image_url"} & set(missing.metadata)
+    assert missing.metadata["page_id"] == ids["blue"]
+    assert missing.metadata["team"] == "finance"
+
+    kept = nodes[ids["red"]]
+    assert isinstance(kept, ImageNode)
+    assert kept.image_path == str(index.images.find(ids["red"]))
+    assert kept.image_url is None
+    assert Image.open(io.BytesIO(base64.b64decode(kept.image))).getpixel((5, 5)) == (255, 0, 0)
+
+
+def test_a_page_without_its_image_reaches_a_multimodal_llm_as_text_only(
+    spoofed: tuple[ColPaliIndex, dict[str, str]],
+) -> None:
+    index, _ = spoofed
+    llm = RecordingMultimodalLLM(is_chat_model=True)
+    engine = RetrieverQueryEngine.from_args(
+        retriever=ColPaliRetriever(index=index, similarity_top_k=2), llm=llm, multimodal=True
+    )
+
+    response = engine.query("red blue")
+
+    assert len(response.source_nodes) == 2
+    blocks = [block for messages in llm.calls for message in messages for block in message.blocks]
+    (image,) = [block for block in blocks if isinstance(block, ImageBlock)]  # the red page's, nothing else
+    assert Image.open(io.BytesIO(image.resolve_image(as_base64=False).read())).getpixel((5, 5)) == (255, 0, 0)

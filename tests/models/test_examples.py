@@ -24,24 +24,21 @@ def demo_pdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_example(name: str, *args: str, cwd: Path) -> str:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+    """Run an example; without ``--uri`` it works in a scratch folder, which must be gone when it exits."""
+    scratch = cwd / "tmp"
+    scratch.mkdir(exist_ok=True)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1", "TMPDIR": str(scratch)}
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert list(scratch.iterdir()) == []  # no temporary folder left behind
     return result.stdout
 
 
 def test_quickstart(tiny_checkpoints: dict[str, Path], demo_pdf: Path, tmp_path: Path) -> None:
     out = run_example(
-        "quickstart.py",
-        "--pdf",
-        str(demo_pdf),
-        "--model",
-        str(tiny_checkpoints["colqwen2"]),
-        "--uri",
-        str(tmp_path / "q.db"),
-        cwd=tmp_path,
+        "quickstart.py", "--pdf", str(demo_pdf), "--model", str(tiny_checkpoints["colqwen2"]), cwd=tmp_path
     )
     assert "indexed 2 pages" in out
     assert out.count("best page:") == 2
@@ -54,8 +51,6 @@ def test_langchain_rag(tiny_checkpoints: dict[str, Path], demo_pdf: Path, tmp_pa
         str(demo_pdf),
         "--model",
         str(tiny_checkpoints["colpali-lora"]),
-        "--uri",
-        str(tmp_path / "l.db"),
         "--k",
         "2",
         cwd=tmp_path,
@@ -63,6 +58,17 @@ def test_langchain_rag(tiny_checkpoints: dict[str, Path], demo_pdf: Path, tmp_pa
     assert "I was shown 2 page image(s)" in out
     assert "demo.pdf, page 1" in out
     assert "demo.pdf, page 2" in out
+
+
+def test_langchain_agent(tiny_checkpoints: dict[str, Path], demo_pdf: Path, tmp_path: Path) -> None:
+    out = run_example(
+        "langchain_agent.py", "--pdf", str(demo_pdf), "--model", str(tiny_checkpoints["colqwen2"]), cwd=tmp_path
+    )
+    header, *lines = out.split("tool message (")[1].splitlines()
+    assert int(header.split()[0]) < 1000  # the tool message is short text...
+    assert lines[0].startswith("2 page(s) found for ")
+    assert "demo.pdf, page 1" in out and "demo.pdf, page 2" in out
+    assert "answer: (stand-in model) I was shown 2 page image(s)" in out  # ...and the model still sees the pages
 
 
 def test_llama_index_query_engine(tiny_checkpoints: dict[str, Path], demo_pdf: Path, tmp_path: Path) -> None:
@@ -76,7 +82,7 @@ def test_llama_index_query_engine(tiny_checkpoints: dict[str, Path], demo_pdf: P
         str(tmp_path / "e.db"),
         cwd=tmp_path,
     )
-    assert "page image(s)" in out
+    assert "(stand-in LLM) saw 2 page image(s)" in out  # both pages, in one call
     assert out.count("demo.pdf page") == 2
 
 
@@ -115,8 +121,8 @@ def test_recipes_send_page_images_to_a_real_chat_integration(
             base_url,
             cwd=tmp_path,
         )
-    # One request, or one per page where the LlamaIndex synthesizer refines page by page.
-    assert recorded.requests and {request_path for request_path, _ in recorded.requests} == {path}
+    assert len(recorded.requests) == 1  # every page in one request
+    assert {request_path for request_path, _ in recorded.requests} == {path}
     assert {body["model"] for _, body in recorded.requests} == {"vision-model"}
     images = recorded.images()
     assert len(images) == 2 and all(image.format == "PNG" and image.width > 10 for image in images)

@@ -30,7 +30,8 @@ from colpali_milvus.pages.image_store import PageImageStore
 
 def test_import_is_light_and_the_core_imports_no_framework() -> None:
     code = (
-        "import sys, colpali_milvus, colpali_milvus.index, colpali_milvus.store, colpali_milvus.pages;"
+        "import sys, colpali_milvus, colpali_milvus.index, colpali_milvus.collection, colpali_milvus.store,"
+        " colpali_milvus.pages;"
         "heavy = [m for m in ('torch', 'transformers', 'colpali_engine', 'pymilvus', 'langchain_core',"
         " 'llama_index') if m in sys.modules]; print(heavy)"
     )

@@ -20,7 +20,8 @@ class ColPaliPDFLoader(BaseLoader):
 
     Each Document's ``page_content`` is the page text layer; ``metadata`` holds ``source``, ``page``
     (1-based), ``page_label``, ``doc_id``, ``page_id`` and the PNG as ``image_base64`` +
-    ``image_mime_type``.
+    ``image_mime_type``. :func:`~colpali_milvus.langchain.add_documents` stores them in a
+    ``ColPaliIndex`` under the page ids ``index.add_pdf`` gives the same file.
     """
 
     def __init__(

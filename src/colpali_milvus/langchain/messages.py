@@ -19,7 +19,7 @@ from langchain_core.messages import HumanMessage
 
 from colpali_milvus.errors import InvalidInputError
 
-__all__ = ["DEFAULT_INSTRUCTION", "image_block", "pages_to_message"]
+__all__ = ["DEFAULT_INSTRUCTION", "image_block", "page_blocks", "pages_to_message"]
 
 DEFAULT_INSTRUCTION = (
     "Answer the question using only the document pages shown below. Cite the source file and page label you used."
@@ -27,11 +27,20 @@ DEFAULT_INSTRUCTION = (
 
 
 def image_block(document: Document) -> dict[str, Any]:
-    """A LangChain standard image content block holding the document's page image."""
+    """A LangChain standard image content block holding the document's page image.
+
+    Raises :class:`InvalidInputError` for a document without one: retrieved with
+    ``include_images=False``, or a page whose stored image is missing (stored metadata never
+    stands in for it, see :data:`~colpali_milvus.langchain.documents.RESERVED_METADATA_KEYS`).
+    """
     data = document.metadata.get("image_base64")
-    if not data:
-        raise InvalidInputError(f"document {document.id!r} carries no page image (retrieve with include_images=True)")
-    return {"type": "image", "base64": data, "mime_type": document.metadata.get("image_mime_type", "image/png")}
+    if not isinstance(data, str) or not data:
+        raise InvalidInputError(
+            f"document {document.id!r} carries no page image "
+            "(its page has no stored image, or it was retrieved with include_images=False)"
+        )
+    mime_type = document.metadata.get("image_mime_type") or "image/png"
+    return {"type": "image", "base64": data, "mime_type": mime_type}
 
 
 def pages_to_message(
@@ -49,6 +58,16 @@ def pages_to_message(
     charts and scans (pages without a text layer simply have none).
     """
     content: list[dict[str, Any]] = [{"type": "text", "text": instruction}]
+    content += page_blocks(documents, include_text=include_text, max_text_chars=max_text_chars)
+    content.append({"type": "text", "text": f"Question: {question}"})
+    return HumanMessage(content=content)  # type: ignore[arg-type]
+
+
+def page_blocks(
+    documents: Sequence[Document], *, include_text: bool = False, max_text_chars: int = 4000
+) -> list[dict[str, Any]]:
+    """Per page: a ``[source, page label]`` caption, its text layer (with ``include_text``), its image."""
+    content: list[dict[str, Any]] = []
     for document in documents:
         source = document.metadata.get("source", "")
         label = document.metadata.get("page_label", document.metadata.get("page", ""))
@@ -58,5 +77,4 @@ def pages_to_message(
             clipped = text if len(text) <= max_text_chars else text[:max_text_chars] + " [...]"
             content.append({"type": "text", "text": f"Text layer of this page:\n{clipped}"})
         content.append(image_block(document))
-    content.append({"type": "text", "text": f"Question: {question}"})
-    return HumanMessage(content=content)  # type: ignore[arg-type]
+    return content

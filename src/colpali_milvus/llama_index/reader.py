@@ -21,6 +21,8 @@ class ColPaliPDFReader(BaseReader):
 
     Each ``ImageDocument`` holds the page PNG (base64), the page text layer as ``text`` and
     ``source`` / ``page`` / ``page_label`` / ``doc_id`` / ``page_id`` plus ``extra_info`` as metadata.
+    :func:`~colpali_milvus.llama_index.add_documents` stores them in a ``ColPaliIndex`` under the
+    page ids ``index.add_pdf`` gives the same file.
     """
 
     def __init__(self, *, dpi: int = DEFAULT_DPI, password: str | None = None, extract_text: bool = True) -> None:

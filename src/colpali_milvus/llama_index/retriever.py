@@ -22,9 +22,19 @@ class ColPaliRetriever(BaseRetriever):
     """Retrieves PDF pages by how they look, as ``NodeWithScore(ImageNode)``.
 
     Each node carries the page image (base64 + mimetype, and ``image_path``), the page text as
-    ``text``, and ``source`` / ``page`` / ``page_label`` / the user's keys as metadata, so
-    ``RetrieverQueryEngine.from_args(retriever=..., llm=..., multimodal=True)`` hands the pages to a
-    multimodal LLM as image blocks.
+    ``text``, and ``source`` / ``page`` / ``page_label`` / the user's keys as metadata.
+    :func:`~colpali_milvus.llama_index.create_query_engine` hands every retrieved page to a
+    multimodal LLM in one call (``RetrieverQueryEngine.from_args(..., multimodal=True)`` splits
+    pages across calls or drops them once they exceed LlamaIndex's token budget; see
+    :mod:`colpali_milvus.llama_index.engine`). A page whose stored image is missing comes back as
+    a ``TextNode`` (see :func:`~colpali_milvus.llama_index.nodes.hit_to_node`).
+
+    ``filters`` (``MetadataFilters``) supports the operators ``EQ`` (the default), ``NE``,
+    ``GT``, ``GTE``, ``LT``, ``LTE``, ``IN`` and ``NIN`` on ``source``, ``page``,
+    ``page_label``, ``doc_id`` and your own metadata keys, combined with ``condition=AND`` (the
+    default) or ``OR``, and nested (a ``MetadataFilters`` inside ``filters``). Any other operator
+    (``TEXT_MATCH``, ``CONTAINS``, ``ANY``, ``ALL``, ``IS_EMPTY``, ...) or the ``NOT`` condition
+    raises :class:`~colpali_milvus.errors.FilterError` rather than being ignored.
     """
 
     def __init__(

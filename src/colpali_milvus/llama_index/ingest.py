@@ -1,0 +1,190 @@
+"""LlamaIndex image documents and nodes into a :class:`ColPaliIndex`: ``add_documents(index, docs)``.
+
+``ImageDocument``s of :class:`~colpali_milvus.llama_index.ColPaliPDFReader` (and ``ImageNode``s
+of ``ColPaliRetriever``) carry the page image and ``source`` / ``page`` / ``page_label`` /
+``doc_id`` / ``page_id`` in metadata: they become the very pages ``index.add_pdf`` stores, with
+the same page ids, so adding the file again (either way) embeds nothing. Other readers' image
+documents work when their image is at hand: ``image`` (base64 or bytes), ``image_path`` or a
+``file://`` ``image_url`` (``ImageDocument``, ``ImageNode``, or any node with an
+``image_resource``). A node without an image, or with a remote ``image_url`` only, is refused
+(:class:`InvalidInputError`): a ColPali index finds pages by how they look.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+from llama_index.core.schema import BaseNode, ImageNode, MetadataMode
+from PIL import Image, UnidentifiedImageError
+
+from colpali_milvus.errors import DocumentError, InvalidInputError
+from colpali_milvus.index import ColPaliIndex, Progress
+from colpali_milvus.llama_index.nodes import RESERVED_METADATA_KEYS
+from colpali_milvus.pages.identity import file_digest, image_digest
+from colpali_milvus.types import Page, is_page_id
+
+__all__ = ["add_documents", "node_to_page"]
+
+logger = logging.getLogger(__name__)
+
+_PAGE_FIELDS = frozenset({"source", "page", "page_label", "doc_id"})
+
+
+def add_documents(index: ColPaliIndex, documents: Iterable[BaseNode], *, progress: Progress | None = None) -> list[str]:
+    """Embed and store image documents / nodes; returns their page ids (pages stored already are skipped).
+
+    Every document is checked before anything is written. Documents that name their file version
+    (``doc_id``, as the reader's do, or an image file) replace the pages of other versions of the
+    same ``source`` once stored, as ``index.add_pdf`` does.
+    """
+    specs = [_spec(document) for document in documents]
+    page_ids = index.add_pages((_page(spec) for spec in specs), progress=progress)
+    versions: dict[str, set[str]] = {}
+    for spec in specs:
+        if spec.doc_id is not None and spec.source:
+            versions.setdefault(spec.source, set()).add(spec.doc_id)
+    for source, doc_ids in versions.items():
+        if len(doc_ids) == 1:
+            index.collection.delete_other_versions(source, keep_doc_id=next(iter(doc_ids)))
+        else:
+            logger.info("%s: documents of %d versions given; older versions kept", source, len(doc_ids))
+    return page_ids
+
+
+def node_to_page(node: BaseNode) -> Page:
+    """The :class:`Page` an image document or node stands for (its image decoded, its metadata checked)."""
+    return _page(_spec(node))
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """A node's page fields, checked; the image is decoded only when the page is embedded."""
+
+    name: str
+    data: bytes | None
+    path: Path | None
+    source: str
+    page: int
+    page_label: str
+    doc_id: str | None  # None: the image's own digest (an in-memory image has no file version)
+    page_id: str | None
+    text: str
+    metadata: Mapping[str, Any]
+
+
+def _spec(node: BaseNode) -> _Spec:
+    if not isinstance(node, BaseNode):
+        raise InvalidInputError(f"expected a LlamaIndex document or node, got {type(node).__name__}")
+    metadata = node.metadata
+    name = repr(node.node_id)
+    encoded, path_text, url = _image_fields(node)
+    data: bytes | None = None
+    path: Path | None = None
+    if encoded:
+        data = _decode(encoded, name)
+    elif path_text:
+        path = Path(path_text)
+    elif url:
+        parsed = urlparse(url)
+        if parsed.scheme != "file":
+            raise InvalidInputError(
+                f"document {name}: its image is only at {parsed.scheme}:// URL; fetch it and set image= instead"
+            )
+        path = Path(url2pathname(parsed.path))
+    else:
+        raise InvalidInputError(
+            f"document {name} carries no image (no image, image_path or image_url): a ColPali index finds "
+            "pages by their image; read PDFs with ColPaliPDFReader"
+        )
+    if path is not None and not path.is_file():
+        raise DocumentError(f"document {name}: image file {str(path)!r} not found")
+    page = metadata.get("page", 1)
+    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+        raise InvalidInputError(f"document {name}: metadata 'page' must be a 1-based positive int, got {page!r}")
+    doc_id = metadata.get("doc_id")
+    if doc_id is not None and not (isinstance(doc_id, str) and is_page_id(f"{doc_id}-{page:05d}")):
+        raise InvalidInputError(f"document {name}: metadata 'doc_id' {doc_id!r} is not a valid id")
+    page_id = metadata.get("page_id")
+    if page_id is not None and doc_id is not None and page_id != f"{doc_id}-{page:05d}":
+        raise InvalidInputError(
+            f"document {name}: page_id {page_id!r} does not match doc_id {doc_id!r} and page {page}"
+        )
+    source = metadata.get("source") or (str(path) if path is not None else metadata.get("file_path", ""))
+    if doc_id is None and path is not None:
+        doc_id = file_digest(path)  # the id index.add_image_file gives the same file
+    spec = _Spec(
+        name=name,
+        data=data,
+        path=path,
+        source=str(source),
+        page=page,
+        page_label=str(metadata.get("page_label", page)),
+        doc_id=doc_id,
+        page_id=page_id if isinstance(page_id, str) else None,
+        text=node.get_content(metadata_mode=MetadataMode.NONE) or "",
+        metadata={key: value for key, value in metadata.items() if key not in RESERVED_METADATA_KEYS | _PAGE_FIELDS},
+    )
+    _open_image(spec, load=False)
+    return spec
+
+
+def _image_fields(node: BaseNode) -> tuple[str | bytes | None, str | None, str | None]:
+    """``(data, path, url)`` of an ``ImageNode`` or of a node's ``image_resource``."""
+    if isinstance(node, ImageNode):
+        return node.image, node.image_path, node.image_url
+    resource = getattr(node, "image_resource", None)
+    if resource is None:
+        return None, None, None
+    path = getattr(resource, "path", None)
+    url = getattr(resource, "url", None)
+    return getattr(resource, "data", None), None if path is None else str(path), None if url is None else str(url)
+
+
+def _decode(encoded: str | bytes, name: str) -> bytes:
+    """Base64 (as LlamaIndex keeps images) or, failing that, raw image bytes."""
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as error:
+        if isinstance(encoded, bytes):
+            return encoded
+        raise InvalidInputError(f"document {name}: image is not valid base64") from error
+
+
+def _page(spec: _Spec) -> Page:
+    image = _open_image(spec)
+    page = Page(
+        image=image,
+        source=spec.source,
+        page=spec.page,
+        page_label=spec.page_label,
+        doc_id=spec.doc_id if spec.doc_id is not None else image_digest(image),
+        text=spec.text,
+        metadata=spec.metadata,
+    )
+    if spec.page_id is not None and spec.page_id != page.page_id:
+        raise InvalidInputError(f"document {spec.name}: page_id {spec.page_id!r} is not its page's id")
+    return page
+
+
+def _open_image(spec: _Spec, *, load: bool = True) -> Image.Image:
+    """The page image as RGB; ``load=False`` reads only its header (a cheap check before any write)."""
+    source: io.BytesIO | Path = io.BytesIO(spec.data) if spec.data is not None else spec.path  # type: ignore[assignment]
+    try:
+        with Image.open(source) as image:
+            if not load:
+                return image
+            image.load()
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError) as error:
+        if spec.data is None:
+            raise DocumentError(f"document {spec.name}: cannot read its image file {str(spec.path)!r}") from error
+        raise InvalidInputError(f"document {spec.name}: its image data holds no readable image") from error

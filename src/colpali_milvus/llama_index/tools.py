@@ -1,0 +1,187 @@
+"""A page-search tool for LlamaIndex agents: short text for the model, the page nodes as ``raw_output``.
+
+``create_page_search_tool(retriever)`` returns a ``FunctionTool``. Its ``ToolOutput`` has one
+``TextBlock`` (per page: source, page label, score and a short snippet of the text layer) and the
+retrieved ``NodeWithScore(ImageNode)``s as ``raw_output``. :func:`page_images_message` turns that
+into a user ``ChatMessage`` of image blocks for the LLM's next turn.
+
+With ``include_images=True`` the page images also travel as ``ImageBlock``s in the tool output,
+and so in the tool message a ``FunctionAgent`` writes: for LLM integrations that accept images in
+tool results. Off by default because many do not: OpenAI's Chat Completions API takes text only
+in a tool message (LlamaIndex's OpenAI integration sends only the message's text there).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from llama_index.core.base.llms.types import ChatMessage, ContentBlock, ImageBlock, MessageRole, TextBlock
+from llama_index.core.schema import ImageNode, NodeWithScore, QueryBundle
+from llama_index.core.tools import FunctionTool, ToolMetadata, ToolOutput
+from llama_index.core.vector_stores.types import MetadataFilters
+from pydantic import BaseModel, Field
+
+from colpali_milvus.errors import InvalidInputError
+from colpali_milvus.index import ColPaliIndex
+from colpali_milvus.llama_index.retriever import ColPaliRetriever
+
+__all__ = [
+    "DEFAULT_TOOL_DESCRIPTION",
+    "DEFAULT_TOOL_NAME",
+    "PageSearchTool",
+    "create_page_search_tool",
+    "page_images_message",
+    "summarize_nodes",
+]
+
+DEFAULT_TOOL_NAME = "search_pages"
+DEFAULT_TOOL_DESCRIPTION = (
+    "Search the indexed PDF pages and images by what they show (text, tables, charts, scans). "
+    "Input: a natural-language question or description. Returns the best pages, each with its "
+    "source file, page label, score and a short text snippet; the page images are shown to you next."
+)
+
+_MAX_SOURCE_CHARS = 120
+
+
+class PageSearchInput(BaseModel):
+    """What the model passes to the page-search tool."""
+
+    query: str = Field(description="what to look for in the pages: a question or a description")
+
+
+class PageSearchTool(FunctionTool):
+    """A ``FunctionTool`` whose output is a short text block (plus image blocks, if asked) per search.
+
+    ``raw_output`` is the list of ``NodeWithScore``: the page ``ImageNode``s with their images.
+    """
+
+    def __init__(
+        self, retriever: ColPaliRetriever, metadata: ToolMetadata, *, include_images: bool, snippet_chars: int
+    ) -> None:
+        self.retriever = retriever
+        self.include_images = include_images
+        self.snippet_chars = snippet_chars
+
+        def search_pages(query: str) -> list[NodeWithScore]:
+            return retriever.retrieve(query)
+
+        async def asearch_pages(query: str) -> list[NodeWithScore]:
+            return await retriever.aretrieve(QueryBundle(query))
+
+        super().__init__(fn=search_pages, async_fn=asearch_pages, metadata=metadata)
+
+    def _parse_tool_output(self, raw_output: Any) -> list[ContentBlock]:
+        if not (isinstance(raw_output, list) and all(isinstance(item, NodeWithScore) for item in raw_output)):
+            return super()._parse_tool_output(raw_output)
+        blocks: list[ContentBlock] = [TextBlock(text=summarize_nodes(raw_output, snippet_chars=self.snippet_chars))]
+        if self.include_images:
+            blocks += _page_blocks(raw_output)
+        return blocks
+
+
+def create_page_search_tool(
+    retriever: ColPaliRetriever | ColPaliIndex,
+    *,
+    name: str = DEFAULT_TOOL_NAME,
+    description: str = DEFAULT_TOOL_DESCRIPTION,
+    similarity_top_k: int | None = None,
+    filters: MetadataFilters | None = None,
+    include_images: bool = False,
+    snippet_chars: int = 200,
+) -> PageSearchTool:
+    """A page-search ``FunctionTool``: short text for the LLM, the page ``ImageNode``s as ``raw_output``.
+
+    Args:
+        retriever: a :class:`ColPaliRetriever` or a :class:`ColPaliIndex`.
+        name, description: what the LLM sees of the tool.
+        similarity_top_k, filters: pages per call and a filter for every call (default: the
+            retriever's).
+        include_images: also put each page's image into the tool output as an ``ImageBlock``
+            (for LLMs that read images in tool results; see the module docs).
+        snippet_chars: at most this many characters of each page's text layer in the text.
+    """
+    if isinstance(retriever, ColPaliIndex):
+        retriever = ColPaliRetriever(retriever)
+    if not isinstance(retriever, ColPaliRetriever):
+        raise InvalidInputError(f"expected a ColPaliRetriever or a ColPaliIndex, got {type(retriever).__name__}")
+    if snippet_chars < 0:
+        raise InvalidInputError(f"snippet_chars must be >= 0, got {snippet_chars}")
+    if similarity_top_k is not None or filters is not None:
+        retriever = ColPaliRetriever(
+            retriever.index,
+            similarity_top_k=similarity_top_k or retriever.similarity_top_k,
+            filters=filters if filters is not None else retriever.filters,
+            include_images=retriever.include_images,
+            callback_manager=retriever.callback_manager,
+        )
+    metadata = ToolMetadata(name=name, description=description, fn_schema=PageSearchInput)
+    return PageSearchTool(retriever, metadata, include_images=include_images, snippet_chars=snippet_chars)
+
+
+def summarize_nodes(nodes: Sequence[NodeWithScore], *, snippet_chars: int = 200) -> str:
+    """The tool's text: one short line per page (source, page label, score, snippet)."""
+    if not nodes:
+        return "No pages found."
+    lines = [f"{len(nodes)} page(s) found:"]
+    for rank, result in enumerate(nodes, start=1):
+        metadata = result.node.metadata
+        label = metadata.get("page_label", metadata.get("page", "?"))
+        line = f"[{rank}] {_clip_source(str(metadata.get('source', '')))}, page {label}"
+        if result.score is not None:
+            line += f" (score {result.score:.2f})"
+        snippet = _snippet(result.node.get_content(), snippet_chars)
+        lines.append(f"{line}: {snippet}" if snippet else line)
+    return "\n".join(lines)
+
+
+def page_images_message(tool_outputs: ToolOutput | Iterable[ToolOutput]) -> ChatMessage | None:
+    """A user message with the page images of page-search tool outputs, for the LLM's next turn.
+
+    Per page a ``[source, page label]`` caption and an ``ImageBlock``; ``None`` when the outputs
+    hold no page image (nothing found, other tools, pages whose image is missing).
+    """
+    outputs = [tool_outputs] if isinstance(tool_outputs, ToolOutput) else list(tool_outputs)
+    nodes: list[NodeWithScore] = []
+    seen: set[str] = set()
+    for output in outputs:
+        raw = output.raw_output
+        if not isinstance(raw, list):
+            continue
+        for result in raw:
+            if isinstance(result, NodeWithScore) and result.node.node_id not in seen:
+                seen.add(result.node.node_id)
+                nodes.append(result)
+    blocks = _page_blocks(nodes)
+    if not blocks:
+        return None
+    names = sorted({output.tool_name for output in outputs if output.tool_name})
+    intro = TextBlock(text=f"The pages found by {', '.join(names) or 'the page search'}, as images:")
+    return ChatMessage(role=MessageRole.USER, blocks=[intro, *blocks])
+
+
+def _page_blocks(nodes: Sequence[NodeWithScore]) -> list[ContentBlock]:
+    blocks: list[ContentBlock] = []
+    for result in nodes:
+        node = result.node
+        if not isinstance(node, ImageNode) or (node.image is None and node.image_path is None):
+            continue
+        image = node.resolve_image()
+        if not isinstance(image, io.BytesIO):
+            continue
+        metadata = node.metadata
+        label = metadata.get("page_label", metadata.get("page", ""))
+        blocks.append(TextBlock(text=f"[{metadata.get('source', '')}, page {label}]"))
+        blocks.append(ImageBlock(image=image.read(), image_mimetype=node.image_mimetype))
+    return blocks
+
+
+def _snippet(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: max(limit - 1, 0)].rstrip() + "…"
+
+
+def _clip_source(source: str) -> str:
+    return source if len(source) <= _MAX_SOURCE_CHARS else "…" + source[-(_MAX_SOURCE_CHARS - 1) :]
