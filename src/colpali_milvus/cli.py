@@ -6,9 +6,27 @@
     colpali-milvus delete reports/2023.pdf
 
 Connection and model options may also come from the environment (``COLPALI_MILVUS_URI``,
-``COLPALI_MILVUS_TOKEN``, ``COLPALI_MILVUS_COLLECTION``, ``COLPALI_MILVUS_MODEL``,
-``COLPALI_MILVUS_DEVICE``, ``COLPALI_MILVUS_IMAGE_DIR``); a token is best given that way, out of
-the shell history. Exit status: 0 on success, 1 on an error (printed on stderr), 2 on bad usage.
+``COLPALI_MILVUS_TOKEN``, ``COLPALI_MILVUS_COLLECTION``, ``COLPALI_MILVUS_IMAGE_DIR``,
+``COLPALI_MILVUS_MODEL``, ``COLPALI_MILVUS_DEVICE``, ``COLPALI_MILVUS_PASSWORD``); a token or a
+password is best given that way, out of the shell history. ``--help`` lists them per command.
+
+``search`` (and ``index`` into an existing collection) loads the model the collection records
+unless ``--model`` names one; a ``--model`` or ``--pool-factor`` the collection does not record is
+refused before any weights load. ``search``, ``info`` and ``delete`` never create a database or a
+collection.
+
+Exit status (the request was carried out only with 0):
+
+* 0: done (for ``index``, files already stored count as done);
+* 1: an error (``error: ...`` on stderr), or nothing done: ``index`` skipped every file, ``delete``
+  found no pages of any source;
+* 2: bad usage (argparse's message on stderr);
+* 3: partly done: ``index`` indexed some files and skipped others, ``delete`` found pages of some
+  sources and none of others; each one left out is listed on stderr with the reason;
+* 130: interrupted (what was stored is kept; the same command resumes).
+
+A file whose content is stored already under another path (a copy) is reported as skipped, naming
+that path: its pages are searchable as that path, and ``delete`` removes them by that path.
 """
 
 from __future__ import annotations
@@ -24,31 +42,54 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from colpali_milvus import __version__
 from colpali_milvus.embed.colpali import DEFAULT_MODEL
-from colpali_milvus.errors import ColPaliMilvusError, InvalidInputError
+from colpali_milvus.errors import ColPaliMilvusError, InvalidInputError, StoreError
 
 if TYPE_CHECKING:
+    from colpali_milvus.collection import PageCollection
     from colpali_milvus.index import ColPaliIndex
-    from colpali_milvus.store.milvus import MilvusMultiVectorStore
     from colpali_milvus.types import PageHit
 
 __all__ = ["main"]
 
 ENV_PREFIX = "COLPALI_MILVUS_"
 
+#: Exit statuses (see the module docstring).
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+#: Every environment variable the CLI reads: its option and what it gives.
+ENVIRONMENT: dict[str, tuple[str, str]] = {
+    "URI": ("--uri", "Milvus Lite file or server URL"),
+    "TOKEN": ("--token", "server token (keeps it out of the shell history)"),
+    "COLLECTION": ("--collection", "collection name"),
+    "IMAGE_DIR": ("--image-dir", "where page images are kept"),
+    "MODEL": ("--model", "ColPali-family checkpoint"),
+    "DEVICE": ("--device", "cuda, mps or cpu"),
+    "PASSWORD": ("--password", "password of encrypted PDFs (keeps it out of the shell history)"),
+}
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    # The summary lists every skipped file with its reason; the per-file warnings would repeat it.
+    quiet = _SkipWarnings()
+    handlers = [] if args.verbose else list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(quiet)
     try:
         result: int = args.run(args, sys.stdout)
     except ColPaliMilvusError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted: pages stored so far are kept; run the same command again to resume", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
     return result
 
 
@@ -56,24 +97,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _index(args: argparse.Namespace, out: TextIO) -> int:
-    from colpali_milvus.index import INDEXABLE_SUFFIXES, indexable_files
+    files = _files_to_index(args)
+    metadata = dict(args.meta)
+    total = sum(_page_count(path, args.password) for path in files)
+    _check_device(args.device)
 
-    files: list[Path] = []
-    for raw in args.paths:
-        path = Path(raw).expanduser().resolve()  # absolute sources: `delete` and resumes work from anywhere
-        if path.is_dir():
-            files += indexable_files(path, recursive=args.recursive)
-        elif path.suffix.lower() in INDEXABLE_SUFFIXES or not path.exists():
-            files.append(path)  # a missing file is reported as skipped, not silently dropped
-        else:
-            raise InvalidInputError(f"{raw}: not a folder, a PDF or a supported image")
-    metadata = _key_values(args.meta)
-    total = sum(_page_count(path) for path in files)
-
-    index = _open_index(args)
+    index = _open_index(args, create=True)
     with index, _progress_bar(total, enabled=not args.json and not args.no_progress) as bar:
         before = index.count()
-        report = index.add_files(files, metadata=metadata, progress=bar.update)
+        report = index.add_files(files, metadata=metadata, password=args.password, progress=bar.update)
         after = index.count()
     summary = {
         "files": len(report.files),
@@ -90,14 +122,48 @@ def _index(args: argparse.Namespace, out: TextIO) -> int:
             f"(collection {summary['collection']!r}, {after} pages in all)",
             file=out,
         )
-        for skipped in report.skipped:
-            print(f"skipped {skipped.path}: {skipped.error}", file=out)
-    return 0
+    for skipped in report.skipped:
+        print(f"skipped {skipped.path}: {skipped.error}", file=sys.stderr)
+    status = _status(done=len(report.files), left_out=len(report.skipped))
+    if status == EXIT_ERROR:
+        print(f"error: no file was indexed ({len(report.skipped)} skipped)", file=sys.stderr)
+    elif status == EXIT_PARTIAL:
+        print(f"warning: {len(report.skipped)} of {len(files)} files were skipped", file=sys.stderr)
+    return status
+
+
+def _files_to_index(args: argparse.Namespace) -> list[Path]:
+    """The files the paths name, checked before any model loads: a mistyped path stops the run."""
+    from colpali_milvus.index import INDEXABLE_SUFFIXES, indexable_files
+
+    exclude = [Path(args.image_dir)] if args.image_dir else []  # this collection's page images
+    files: list[Path] = []
+    for raw in args.paths:
+        path = Path(raw).expanduser().resolve()  # absolute sources: `delete` and resumes work from anywhere
+        if path.is_dir():
+            files += indexable_files(path, recursive=args.recursive, exclude=exclude)
+        elif not path.exists():
+            raise InvalidInputError(f"{raw}: no such file or folder")
+        elif path.suffix.lower() in INDEXABLE_SUFFIXES:
+            files.append(path)
+        else:
+            raise InvalidInputError(f"{raw}: not a folder, a PDF or a supported image")
+    if not files:
+        raise InvalidInputError(f"nothing to index: no PDFs or images in {', '.join(args.paths)}")
+    return list(dict.fromkeys(files))
+
+
+def _status(*, done: int, left_out: int) -> int:
+    if not left_out:
+        return EXIT_OK
+    return EXIT_PARTIAL if done else EXIT_ERROR
 
 
 def _search(args: argparse.Namespace, out: TextIO) -> int:
     filter_ = _json_filter(args.filter)
-    index = _open_index(args)
+    _require_lite_file(args)
+    _check_device(args.device)
+    index = _open_index(args, create=False)  # a mistyped --uri or --collection creates nothing
     with index:
         hits = index.search(args.question, k=args.k, filter=filter_)
         saved = _save_images(hits, Path(args.save_images)) if args.save_images else {}
@@ -137,10 +203,11 @@ def _search(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _info(args: argparse.Namespace, out: TextIO) -> int:
-    with _open_store(args, must_exist=True) as store:
-        info = store.info()
+    with _open_collection(args) as collection:
+        info = collection.info()
     details = dataclasses.asdict(info)
-    details["uri"] = store.display_uri
+    details["uri"] = collection.store.display_uri
+    details["image_dir"] = str(collection.image_dir)
     if args.json:
         _write_json(details, out)
     else:
@@ -151,54 +218,94 @@ def _info(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _delete(args: argparse.Namespace, out: TextIO) -> int:
-    from colpali_milvus.index import default_image_dir
-    from colpali_milvus.pages.image_store import PageImageStore
+    from colpali_milvus.index import stored_copy_of
 
     deleted: dict[str, int] = {}
-    with _open_store(args, must_exist=True) as store:
-        images = PageImageStore(args.image_dir or default_image_dir(store))
+    missing: dict[str, str] = {}
+    with _open_collection(args) as collection:
         for source in args.sources:
             # Sources are stored as absolute paths by `index`; accept the path as typed too.
-            candidates = dict.fromkeys([str(Path(source).expanduser().resolve()), source])
-            ids: list[str] = []
-            for candidate in candidates:
-                ids += store.delete(candidate)
-            images.delete(ids)
-            deleted[source] = len(ids)
+            resolved = Path(source).expanduser().resolve()
+            candidates = dict.fromkeys([str(resolved), source])
+            deleted[source] = sum(len(collection.delete(candidate)) for candidate in candidates)
+            if not deleted[source]:
+                copy = stored_copy_of(collection, resolved)
+                missing[source] = (
+                    f"no pages of {source}: it is identical to {copy}, whose pages are stored under that path "
+                    f"(delete {copy} to remove them)"
+                    if copy
+                    else f"no pages of {source} in collection {collection.store.collection_name!r}"
+                )
     if args.json:
         _write_json(deleted, out)
     else:
         for source, count in deleted.items():
-            print(f"deleted {count} pages of {source}", file=out)
-    return 0
+            if count:
+                print(f"deleted {count} pages of {source}", file=out)
+    for reason in missing.values():
+        print(reason, file=sys.stderr)
+    status = _status(done=len(deleted) - len(missing), left_out=len(missing))
+    if status == EXIT_ERROR:
+        print("error: nothing was deleted", file=sys.stderr)
+    return status
 
 
 # -- plumbing ---------------------------------------------------------------------------------
 
 
-def _open_index(args: argparse.Namespace) -> ColPaliIndex:
+def _open_index(args: argparse.Namespace, *, create: bool) -> ColPaliIndex:
+    """The collection with its model: the one ``--model`` names, else the one the collection records."""
     from colpali_milvus.index import ColPaliIndex
 
     return ColPaliIndex.from_model(
-        args.model,
+        args.model or None,
         uri=args.uri,
         token=args.token,
         collection_name=args.collection,
-        image_dir=args.image_dir,
-        device=args.device,
+        image_dir=args.image_dir or None,  # an empty --image-dir means the default, not the cwd
+        device=args.device or None,
         batch_size=args.batch_size,
         pool_factor=getattr(args, "pool_factor", None),
+        create=create,
     )
 
 
-def _open_store(args: argparse.Namespace, *, must_exist: bool) -> MilvusMultiVectorStore:
-    """The store alone (no model): info and delete work without loading weights."""
-    from colpali_milvus.store.lite import is_lite_uri
+def _open_collection(args: argparse.Namespace) -> PageCollection:
+    """An existing collection and its page images, without a model: info and delete load no weights."""
+    from colpali_milvus.collection import PageCollection
     from colpali_milvus.store.milvus import MilvusMultiVectorStore
 
-    if must_exist and is_lite_uri(args.uri) and not Path(args.uri).expanduser().exists():
-        raise InvalidInputError(f"no Milvus Lite database at {args.uri} (index something first, or pass --uri)")
-    return MilvusMultiVectorStore(args.uri, token=args.token, collection_name=args.collection, create=not must_exist)
+    _require_lite_file(args)
+    store = MilvusMultiVectorStore(args.uri, token=args.token, collection_name=args.collection, create=False)
+    return PageCollection(store, image_dir=args.image_dir or None)
+
+
+def _require_lite_file(args: argparse.Namespace) -> None:
+    """Commands that only read refuse a Milvus Lite path that does not exist (opening it would create it)."""
+    from colpali_milvus.store.lite import is_lite_uri
+
+    if is_lite_uri(args.uri) and not Path(args.uri).expanduser().exists():
+        raise StoreError(f"no Milvus Lite database at {args.uri} (index something first, or pass --uri)")
+
+
+def _check_device(device: str | None) -> None:
+    """Refuse a device torch does not know (or that this machine lacks) before anything loads."""
+    if not device:
+        return
+    try:
+        import torch
+    except ImportError:  # the model load reports the missing extra
+        return
+    try:
+        target = torch.device(device)
+    except (RuntimeError, ValueError) as error:
+        raise InvalidInputError(
+            f"--device {device!r} is not a device torch knows (e.g. cpu, cuda, cuda:1, mps)"
+        ) from error
+    if (target.type == "cuda" and not torch.cuda.is_available()) or (
+        target.type == "mps" and not torch.backends.mps.is_available()
+    ):
+        raise InvalidInputError(f"--device {device!r}: this machine has no {target.type} device (try --device cpu)")
 
 
 def _explain(index: ColPaliIndex, question: str, hits: Sequence[PageHit], folder: Path) -> dict[str, str]:
@@ -229,19 +336,35 @@ def _stem(hit: PageHit) -> str:
     return f"{safe}-p{hit.page_label or hit.page}"
 
 
-def _page_count(path: Path) -> int:
+def _page_count(path: Path, password: str | None) -> int:
     """Pages a file will give, for the progress bar; 0 when it cannot be read (it is reported later)."""
     try:
         if path.suffix.lower() == ".pdf":
             from pypdf import PdfReader
 
-            return len(PdfReader(path).pages)
+            reader = PdfReader(path)
+            if reader.is_encrypted:
+                reader.decrypt(password or "")
+            return len(reader.pages)
         from PIL import Image
 
         with Image.open(path) as image:
             return int(getattr(image, "n_frames", 1))
     except Exception:  # an unreadable file is skipped and reported by the ingestion itself
         return 0
+
+
+#: Loggers whose warnings are about files the summary lists as skipped (pypdf: a broken file's details).
+_REPEATED_BY_SUMMARY = ("colpali_milvus.index", "pypdf")
+
+
+class _SkipWarnings(logging.Filter):
+    """Drops per-file warnings, which the CLI's summary of skipped files repeats (``-v`` shows them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING:
+            return True
+        return not any(record.name == name or record.name.startswith(f"{name}.") for name in _REPEATED_BY_SUMMARY)
 
 
 class _NoBar:
@@ -265,17 +388,21 @@ def _progress_bar(total: int, *, enabled: bool) -> Any:
     return tqdm(total=total or None, unit="page", desc="indexing", file=sys.stderr)
 
 
-def _key_values(pairs: Sequence[str]) -> dict[str, Any]:
-    metadata: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise InvalidInputError(f"--meta takes KEY=VALUE, got {pair!r}")
-        try:
-            metadata[key] = json.loads(value)  # numbers and booleans keep their type
-        except json.JSONDecodeError:
-            metadata[key] = value
-    return metadata
+def _meta_pair(pair: str) -> tuple[str, Any]:
+    """One ``--meta KEY=VALUE``: numbers, booleans and JSON values keep their type; reserved keys are refused."""
+    from colpali_milvus.pages.identity import RESERVED_METADATA_KEYS
+
+    key, sep, value = pair.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"takes KEY=VALUE, got {pair!r}")
+    if key in RESERVED_METADATA_KEYS:
+        raise argparse.ArgumentTypeError(
+            f"{key!r} is reserved: every page sets {', '.join(sorted(RESERVED_METADATA_KEYS))} itself"
+        )
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def _json_filter(text: str | None) -> dict[str, Any] | None:
@@ -305,49 +432,147 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(ENV_PREFIX + name) or default
 
 
+def _epilog(parser: argparse.ArgumentParser, *, exit_codes: str) -> str:
+    """The environment variables of the options ``parser`` has, and its exit statuses."""
+    return _epilog_for({option for action in parser._actions for option in action.option_strings}, exit_codes)
+
+
+def _epilog_for(options: set[str], exit_codes: str) -> str:
+    lines = [
+        f"  {ENV_PREFIX}{name:<11} {option:<13} {what}"
+        for name, (option, what) in ENVIRONMENT.items()
+        if option in options
+    ]
+    return "environment variables (an option given wins):\n" + "\n".join(lines) + f"\n\nexit status:\n{exit_codes}"
+
+
+_MAIN_EXIT = """\
+  0    done; 1 error, or nothing done; 2 bad usage;
+  3    partly done: some files skipped by index, some sources not found by delete (listed on stderr);
+  130  interrupted (what was stored is kept; the same command resumes)"""
+_INDEX_EXIT = """\
+  0    every file indexed (files stored already count); 1 error, or every file skipped;
+  2    bad usage; 3 some files indexed, some skipped (each listed on stderr with its reason);
+  130  interrupted (what was stored is kept; the same command resumes)"""
+_READ_EXIT = """\
+  0    done; 1 error (no such database or collection, model mismatch...); 2 bad usage"""
+_DELETE_EXIT = """\
+  0    pages of every source deleted; 1 error, or no pages of any source; 2 bad usage;
+  3    pages of some sources deleted, none found of others (listed on stderr)"""
+
+
 def _parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--uri", default=_env("URI", "colpali.db"), help="Milvus Lite file or server URL [%(default)s]")
     common.add_argument("--token", default=_env("TOKEN"), help="server token (prefer $COLPALI_MILVUS_TOKEN)")
     common.add_argument("--collection", default=_env("COLLECTION", "colpali"), help="collection name [%(default)s]")
-    common.add_argument("--image-dir", default=_env("IMAGE_DIR"), help="where page images are kept")
+    common.add_argument(
+        "--image-dir",
+        default=_env("IMAGE_DIR"),
+        help="where page images are kept [<uri>.pages/<collection> for a Lite file]",
+    )
     common.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     model = argparse.ArgumentParser(add_help=False)
-    model.add_argument("--model", default=_env("MODEL"), help=f"ColPali-family checkpoint [{DEFAULT_MODEL}]")
+    model.add_argument(
+        "--model",
+        default=_env("MODEL"),
+        help=f"ColPali-family checkpoint [the one the collection records; {DEFAULT_MODEL} for a new one]",
+    )
     model.add_argument("--device", default=_env("DEVICE"), help="cuda, mps or cpu (default: the best available)")
     model.add_argument("--batch-size", type=int, default=4, help="pages per forward pass [%(default)s]")
 
     parser = argparse.ArgumentParser(
-        prog="colpali-milvus", description="Visual PDF page retrieval: ColPali multi-vectors in Milvus."
+        prog="colpali-milvus",
+        description="Visual PDF page retrieval: ColPali multi-vectors in Milvus.",
+        formatter_class=formatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    index = commands.add_parser("index", parents=[common, model], help="index PDFs and images (files or folders)")
-    index.add_argument("paths", nargs="+", metavar="PATH")
+    index = commands.add_parser(
+        "index",
+        parents=[common, model],
+        help="index PDFs and images (files or folders)",
+        description="Index PDFs and images; re-running renders and embeds only the pages not stored yet.",
+        formatter_class=formatter,
+    )
+    index.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="PDFs, images (png, jpg, tiff, ...) or folders of them; a folder walk leaves out hidden "
+        "folders and Milvus Lite databases with their .db.pages and .db.cache folders",
+    )
     index.add_argument("--no-recursive", dest="recursive", action="store_false", help="only a folder's own files")
-    index.add_argument("--meta", action="append", default=[], metavar="KEY=VALUE", help="metadata for every page")
+    index.add_argument(
+        "--meta",
+        action="append",
+        default=[],
+        type=_meta_pair,
+        metavar="KEY=VALUE",
+        help="metadata for every page of these files, also set on pages stored already (repeatable; "
+        "source, page, page_label, doc_id and page_id are reserved)",
+    )
+    index.add_argument(
+        "--password", default=_env("PASSWORD"), help="password of encrypted PDFs: user or owner password"
+    )
     index.add_argument("--no-progress", action="store_true", help="no progress bar")
-    index.add_argument("--pool-factor", type=int, help="token pooling: ~1/N of the vectors per page (README Scaling)")
+    index.add_argument(
+        "--pool-factor",
+        type=int,
+        help="token pooling: ~1/N of the vectors per page (README Scaling) [the collection's; none for a new one]",
+    )
     index.add_argument("--json", action="store_true", help="print the summary as JSON")
     index.set_defaults(run=_index)
+    index.epilog = _epilog(index, exit_codes=_INDEX_EXIT)
 
-    search = commands.add_parser("search", parents=[common, model], help="find the pages that answer a question")
-    search.add_argument("question")
+    search = commands.add_parser(
+        "search",
+        parents=[common, model],
+        help="find the pages that answer a question",
+        description="Find the pages that answer a question, with the model the collection records.",
+        formatter_class=formatter,
+    )
+    search.add_argument("question", help="the question, in words (quote it)")
     search.add_argument("-k", type=int, default=5, help="pages to return [%(default)s]")
     search.add_argument("--filter", help='metadata filter as JSON, e.g. \'{"source": {"$in": ["a.pdf"]}}\'')
     search.add_argument("--json", action="store_true", help="print hits as JSON")
     search.add_argument("--save-images", metavar="DIR", help="copy the hits' page images into DIR")
     search.add_argument("--explain", metavar="DIR", help="write a similarity map (PNG) per hit into DIR")
     search.set_defaults(run=_search)
+    search.epilog = _epilog(search, exit_codes=_READ_EXIT)
 
-    info = commands.add_parser("info", parents=[common], help="what the collection holds and how it was built")
-    info.add_argument("--json", action="store_true")
+    info = commands.add_parser(
+        "info",
+        parents=[common],
+        help="what the collection holds and how it was built",
+        description="What the collection holds and how it was built (loads no model).",
+        formatter_class=formatter,
+    )
+    info.add_argument("--json", action="store_true", help="print the details as JSON")
     info.set_defaults(run=_info)
+    info.epilog = _epilog(info, exit_codes=_READ_EXIT)
 
-    delete = commands.add_parser("delete", parents=[common], help="delete every page of the given sources")
-    delete.add_argument("sources", nargs="+", metavar="SOURCE")
-    delete.add_argument("--json", action="store_true")
+    delete = commands.add_parser(
+        "delete",
+        parents=[common],
+        help="delete every page of the given sources",
+        description="Delete every page (rows and images) of the given sources (loads no model).",
+        formatter_class=formatter,
+    )
+    delete.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="a file as indexed (a relative path is resolved as index resolves it) or a source as stored",
+    )
+    delete.add_argument("--json", action="store_true", help="print the pages deleted per source as JSON")
     delete.set_defaults(run=_delete)
+    delete.epilog = _epilog(delete, exit_codes=_DELETE_EXIT)
+
+    all_options = {option for option, _ in ENVIRONMENT.values()}
+    parser.epilog = _epilog_for(all_options, _MAIN_EXIT)
     return parser
 
 

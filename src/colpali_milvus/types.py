@@ -15,7 +15,7 @@ from colpali_milvus.errors import DocumentError
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["PAGE_ID_PATTERN", "IngestReport", "Page", "PageHit", "SkippedFile", "is_page_id"]
+__all__ = ["PAGE_ID_PATTERN", "IngestReport", "Page", "PageHit", "SkippedFile", "StoredPage", "is_page_id"]
 
 #: What a page id may be, everywhere: a Milvus primary key, a filter literal and an image file name.
 PAGE_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -45,7 +45,9 @@ class Page:
     @property
     def page_id(self) -> str:
         """Stable id: the same file content and page number always give the same id."""
-        return f"{self.doc_id}-{self.page:05d}"
+        from colpali_milvus.pages.identity import page_id  # one format for ids known before rendering
+
+        return page_id(self.doc_id, self.page)
 
     def store_metadata(self) -> dict[str, Any]:
         """The metadata dict handed to the store: page fields plus the user's own keys."""
@@ -117,6 +119,24 @@ class PageHit:
                 return image.copy()
         except OSError as error:
             raise DocumentError(f"cannot read the image of page {self.page_id!r}") from error
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPage:
+    """A committed page as the store holds it, without its vectors.
+
+    ``metadata`` is the user's own keys; ``source``, ``page``, ``page_label`` and ``doc_id`` are the
+    typed columns.
+    """
+
+    page_id: str
+    source: str
+    page: int
+    page_label: str
+    doc_id: str
+    metadata: Mapping[str, Any]
+    text: str
+    n_vectors: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,14 +70,17 @@ def test_cli_index_search_info_delete(
     monkeypatch.setenv("COLPALI_MILVUS_IMAGE_DIR", str(tmp_path / "images"))
     folder = pdfs[0].parent
 
-    code, out, _ = run_cli(capsys, "index", str(folder), "--meta", "team=finance", "--meta", "year=2024", "--json")
-    assert code == 0
+    code, out, err = run_cli(capsys, "index", str(folder), "--meta", "team=finance", "--meta", "year=2024", "--json")
+    assert code == 3  # partly done: broken.pdf was skipped
     summary = json.loads(out)
     assert (summary["files"], summary["pages"], summary["new_pages"]) == (2, 3, 3)
     assert [Path(s["path"]).name for s in summary["skipped"]] == ["broken.pdf"]
+    assert f"skipped {pdfs[2]}: " in err
 
     code, out, _ = run_cli(capsys, "index", str(pdfs[0]), "--no-progress")  # resumable: nothing new
     assert code == 0 and "2 pages, 0 new" in out
+
+    monkeypatch.delenv("COLPALI_MILVUS_MODEL")  # search loads the model the collection records
 
     code, out, _ = run_cli(
         capsys,
@@ -127,6 +130,11 @@ def test_cli_errors_go_to_stderr_with_status_1(tmp_path: Path, capsys: pytest.Ca
     assert code == 1 and "no collection 'colpali'" in err
     code, _, err = run_cli(capsys, "search", "x", "--uri", str(tmp_path / "there.db"), "--filter", "[1]")
     assert code == 1 and "--filter must be a JSON object" in err
+    code, out, err = run_cli(capsys, "search", "x", "--uri", str(tmp_path / "typo.db"))  # creates nothing
+    assert (code, out) == (1, "") and err.startswith("error: no Milvus Lite database")
+    assert not (tmp_path / "typo.db").exists()
+    code, _, err = run_cli(capsys, "search", "x", "--uri", str(tmp_path / "there.db"))  # no collection 'colpali'
+    assert code == 1 and "no collection 'colpali'" in err
     with pytest.raises(SystemExit) as usage:
         main(["search"])
     assert usage.value.code == 2

@@ -1,19 +1,24 @@
-"""PDF files to :class:`~colpali_milvus.types.Page` objects: poppler renders, pypdf reads labels and text."""
+"""PDF files to :class:`~colpali_milvus.types.Page` objects: poppler renders, pypdf reads labels and text.
+
+:func:`open_pdf` reads what a PDF is without rendering anything (its content digest, page count and
+so its page ids); :meth:`PdfDocument.pages` renders only the pages asked for. An ingestion can so
+tell which pages are stored already and render only the others.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 from colpali_milvus.errors import DocumentError
-from colpali_milvus.pages.identity import file_digest
+from colpali_milvus.pages.identity import file_digest, page_id, user_metadata
 from colpali_milvus.types import Page
 
-__all__ = ["DEFAULT_DPI", "DEFAULT_MAX_PIXELS", "read_pdf"]
+__all__ = ["DEFAULT_DPI", "DEFAULT_MAX_PIXELS", "PdfDocument", "open_pdf", "read_pdf"]
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +27,95 @@ DEFAULT_DPI = 150
 #: Caps one rendered page (a poster or a CAD sheet) at about 4096 x 4096 pixels.
 DEFAULT_MAX_PIXELS = 4096 * 4096
 _POINTS_PER_INCH = 72.0
+#: pypdf's PasswordType.OWNER_PASSWORD: the owner password, not the user one, decrypted the file.
+_OWNER_PASSWORD = 2
+
+
+class PdfDocument:
+    """An opened PDF whose identity is known and whose pages are rendered only on demand.
+
+    Attributes:
+        source: the path as given.
+        doc_id: a digest of the file's bytes.
+        page_count: its number of pages.
+        metadata: the caller's metadata, given to every page (reserved keys are refused).
+    """
+
+    def __init__(
+        self,
+        path: str | PathLike[str],
+        *,
+        dpi: int = DEFAULT_DPI,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        password: str | None = None,
+        extract_text: bool = True,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.metadata = user_metadata(metadata)
+        self._reader, self._credentials = _open_reader(self.path, password)
+        self.doc_id = file_digest(self.path)
+        self.page_count: int = len(self._reader.pages)
+        self._labels = _page_labels(self._reader)
+        self._dpi, self._max_pixels, self._extract_text = dpi, max_pixels, extract_text
+
+    @property
+    def source(self) -> str:
+        return str(self.path)
+
+    def page_ids(self) -> list[str]:
+        """The ids of every page, in order, known without rendering any."""
+        return [page_id(self.doc_id, number) for number in range(1, self.page_count + 1)]
+
+    def pages(self, numbers: Collection[int] | None = None) -> Iterator[Page]:
+        """Render and yield pages one at a time: all of them, or only the 1-based ``numbers``."""
+        from pdf2image import convert_from_path
+
+        for number, pdf_page in enumerate(self._reader.pages, start=1):
+            if numbers is not None and number not in numbers:
+                continue
+            page_dpi = _capped_dpi(pdf_page, self._dpi, self._max_pixels)
+            try:
+                images = convert_from_path(
+                    self.path,
+                    dpi=page_dpi,
+                    first_page=number,
+                    last_page=number,
+                    fmt="png",
+                    **self._credentials,
+                )
+            except Exception as error:  # pdf2image raises several unrelated types
+                raise DocumentError(f"cannot render page {number} of {self.path}: {error}") from error
+            if not images:
+                raise DocumentError(f"poppler rendered no image for page {number} of {self.path}")
+            yield Page(
+                image=images[0].convert("RGB"),
+                source=self.source,
+                page=number,
+                page_label=self._labels[number - 1] if number <= len(self._labels) else str(number),
+                doc_id=self.doc_id,
+                text=_page_text(pdf_page) if self._extract_text else "",
+                metadata=dict(self.metadata),
+            )
+
+
+def open_pdf(
+    path: str | PathLike[str],
+    *,
+    dpi: int = DEFAULT_DPI,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    password: str | None = None,
+    extract_text: bool = True,
+    metadata: Mapping[str, Any] | None = None,
+) -> PdfDocument:
+    """Open a PDF (decrypting it with ``password``, the user's or the owner's) without rendering a page.
+
+    Raises :class:`~colpali_milvus.errors.DocumentError` for a missing, unreadable, encrypted or
+    empty file, and :class:`~colpali_milvus.errors.InvalidInputError` for reserved metadata keys.
+    """
+    return PdfDocument(
+        path, dpi=dpi, max_pixels=max_pixels, password=password, extract_text=extract_text, metadata=metadata
+    )
 
 
 def read_pdf(
@@ -37,55 +131,42 @@ def read_pdf(
 
     Each page carries ``source`` (the path as given), ``page`` (1-based), ``page_label`` (the
     PDF's own label when it defines one), ``doc_id`` (a digest of the file's bytes), the text layer
-    (when ``extract_text``) and the caller's ``metadata``. Pages whose size at ``dpi`` would exceed
-    ``max_pixels`` are rendered at a lower resolution instead.
+    (when ``extract_text``) and the caller's ``metadata``, which may not set those keys. Pages
+    whose size at ``dpi`` would exceed ``max_pixels`` are rendered at a lower resolution instead.
+    ``password`` may be the user or the owner password of an encrypted file.
     """
-    from pdf2image import convert_from_path
-
-    path = Path(path)
-    reader = _open_reader(path, password)
-    doc_id = file_digest(path)
-    labels = _page_labels(reader)
-    credentials: dict[str, Any] = {"userpw": password} if password else {}
-    for number, pdf_page in enumerate(reader.pages, start=1):
-        page_dpi = _capped_dpi(pdf_page, dpi, max_pixels)
-        try:
-            images = convert_from_path(
-                path, dpi=page_dpi, first_page=number, last_page=number, fmt="png", **credentials
-            )
-        except Exception as error:  # pdf2image raises several unrelated types
-            raise DocumentError(f"cannot render page {number} of {path}: {error}") from error
-        if not images:
-            raise DocumentError(f"poppler rendered no image for page {number} of {path}")
-        yield Page(
-            image=images[0].convert("RGB"),
-            source=str(path),
-            page=number,
-            page_label=labels[number - 1] if number <= len(labels) else str(number),
-            doc_id=doc_id,
-            text=_page_text(pdf_page) if extract_text else "",
-            metadata=dict(metadata or {}),
-        )
+    yield from open_pdf(
+        path, dpi=dpi, max_pixels=max_pixels, password=password, extract_text=extract_text, metadata=metadata
+    ).pages()
 
 
-def _open_reader(path: Path, password: str | None) -> Any:
+def _open_reader(path: Path, password: str | None) -> tuple[Any, dict[str, Any]]:
+    """The pypdf reader, decrypted, and the credentials poppler needs to render the same file."""
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
     if not path.is_file():
         raise DocumentError(f"no such file: {path}")
+    credentials: dict[str, Any] = {}  # userpw or ownerpw of pdf2image.convert_from_path
     try:
         reader = PdfReader(path)
-        if reader.is_encrypted and reader.decrypt(password or "") == 0:  # PasswordType.NOT_DECRYPTED
-            hint = "a wrong password was given" if password else "pass password=..."
-            raise DocumentError(f"{path} is encrypted ({hint})")
+        if reader.is_encrypted:
+            matched = int(reader.decrypt(password or ""))
+            if matched == 0:  # PasswordType.NOT_DECRYPTED
+                hint = "a wrong password was given" if password else "password=... in Python, --password on the CLI"
+                raise DocumentError(f"{path} is encrypted ({hint})")
+            # poppler takes the owner password only as such (pdftoppm -opw), the user one as -upw.
+            if password and matched == _OWNER_PASSWORD:
+                credentials["ownerpw"] = password
+            elif password:
+                credentials["userpw"] = password
         if len(reader.pages) == 0:
             raise DocumentError(f"{path} has no pages")
     except DocumentError:
         raise
     except (PyPdfError, OSError, ValueError, KeyError, TypeError) as error:
         raise DocumentError(f"{path} is not a readable PDF: {error}") from error
-    return reader
+    return reader, credentials
 
 
 def _page_labels(reader: Any) -> list[str]:

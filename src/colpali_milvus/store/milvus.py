@@ -40,11 +40,11 @@ from colpali_milvus.store.collections import (
 )
 from colpali_milvus.store.connection import MilvusConnection, redact_uri
 from colpali_milvus.store.filters import Filter, compile_filter, join_clauses
-from colpali_milvus.store.rows import as_vectors, build_records, hit_metadata, page_row, vector_rows
+from colpali_milvus.store.rows import as_vectors, build_records, hit_metadata, page_row, stored_page, vector_rows
 from colpali_milvus.store.schema import SCHEMA_VERSION, IndexConfig
 from colpali_milvus.store.search_path import SearchPath
 from colpali_milvus.store.server_path import ServerPath
-from colpali_milvus.types import PageHit
+from colpali_milvus.types import PageHit, StoredPage
 
 __all__ = ["MilvusMultiVectorStore", "StoreInfo"]
 
@@ -359,6 +359,11 @@ class MilvusMultiVectorStore:
     def get_vectors(self, page_ids: Sequence[str]) -> dict[str, FloatArray]:
         """All stored vectors of the given committed pages, in sequence order (unknown ids are left out)."""
         return self._path.vectors(list(page_ids))
+
+    def get_pages(self, page_ids: Sequence[str]) -> dict[str, StoredPage]:
+        """The stored rows (metadata, text, vector count) of the committed pages among ``page_ids``."""
+        rows = reads.page_rows(self._connection, self._names, list(page_ids))
+        return {page_id: stored_page(row) for page_id, row in rows.items()}
 
     def existing_page_ids(self, page_ids: Sequence[str]) -> set[str]:
         """The subset of ``page_ids`` that are stored (committed)."""

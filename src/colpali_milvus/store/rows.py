@@ -27,7 +27,7 @@ from colpali_milvus.store.schema import (
     METADATA_COLUMNS,
     PAGE_FIELDS,
 )
-from colpali_milvus.types import PAGE_ID_PATTERN, is_page_id
+from colpali_milvus.types import PAGE_ID_PATTERN, StoredPage, is_page_id
 
 __all__ = [
     "PageRecord",
@@ -35,6 +35,7 @@ __all__ = [
     "build_records",
     "hit_metadata",
     "page_row",
+    "stored_page",
     "vector_digest",
     "vector_rows",
 ]
@@ -124,6 +125,19 @@ def hit_metadata(row: Mapping[str, Any]) -> dict[str, Any]:
     metadata = dict(row.get("metadata") or {})
     metadata.update({name: row[name] for name in PAGE_FIELDS if name in row})
     return metadata
+
+
+def stored_page(row: Mapping[str, Any]) -> StoredPage:
+    return StoredPage(
+        page_id=str(row["page_id"]),
+        source=str(row.get("source") or ""),
+        page=int(row.get("page") or 0),
+        page_label=str(row.get("page_label") or ""),
+        doc_id=str(row.get("doc_id") or ""),
+        metadata=dict(row.get("metadata") or {}),
+        text=str(row.get("text") or ""),
+        n_vectors=int(row.get("n_vectors") or 0),
+    )
 
 
 def _metadata_columns(metadata: Mapping[str, Any]) -> dict[str, Any]:
