@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from colpali_milvus.embed.protocol import MultiVectorEmbedder
 from colpali_milvus.errors import (
+    BrokenDependencyError,
     ColPaliMilvusError,
     DocumentError,
     FilterError,
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "BrokenDependencyError",
     "ColPaliEmbedder",
     "ColPaliIndex",
     "ColPaliMilvusError",

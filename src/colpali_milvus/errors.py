@@ -10,6 +10,7 @@ as ``__cause__``::
     ├── DocumentError                               a file that cannot be read or rendered
     ├── ModelError                                  a checkpoint that cannot be recognised or loaded
     ├── MissingDependencyError   (also ImportError) an optional extra is not installed
+    │   └── BrokenDependencyError                  ...or is installed but fails to import
     └── StoreError                                  Milvus failed (pymilvus errors are translated here)
         ├── StoreConnectionError                    the server or Lite file cannot be reached/opened
         └── IndexMismatchError                      the collection was built with another model/dim/schema
@@ -18,6 +19,7 @@ as ``__cause__``::
 from __future__ import annotations
 
 __all__ = [
+    "BrokenDependencyError",
     "ColPaliMilvusError",
     "DocumentError",
     "FilterError",
@@ -51,14 +53,39 @@ class ModelError(ColPaliMilvusError):
 
 
 class MissingDependencyError(ColPaliMilvusError, ImportError):
-    """An optional dependency (an extra) is needed for this feature but not installed."""
+    """An optional dependency (an extra) is needed for this feature but not installed.
 
-    def __init__(self, package: str, extra: str) -> None:
+    Its subclass :class:`BrokenDependencyError` says that the dependency *is* installed but fails
+    to import; ``except MissingDependencyError`` catches both.
+    """
+
+    def __init__(self, package: str, extra: str, message: str | None = None) -> None:
         super().__init__(
-            f'{package!r} is required for this feature; install it with `pip install "colpali-milvus[{extra}]"`'
+            message
+            or f'{package!r} is required for this feature; install it with `pip install "colpali-milvus[{extra}]"`'
         )
         self.package = package
         self.extra = extra
+
+
+class BrokenDependencyError(MissingDependencyError):
+    """An optional dependency is installed but fails to import (a build or version mismatch, a
+    package it needs that is missing, a library that does not load).
+
+    The message names the deepest cause of the failure (``cause``: the end of the exception chain
+    that starts at ``__cause__``, the error the import raised) and its fix (``fix``), which is
+    rarely "install the extra" again.
+    """
+
+    def __init__(self, package: str, extra: str, *, cause: BaseException, fix: str) -> None:
+        first_line = next((line.strip() for line in str(cause).splitlines() if line.strip()), "")
+        super().__init__(
+            package,
+            extra,
+            f"{package!r} is installed but fails to import: {type(cause).__name__}: {first_line[:500]}. {fix}",
+        )
+        self.cause = cause
+        self.fix = fix
 
 
 class StoreError(ColPaliMilvusError):

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from colpali_milvus._deps import require
-from colpali_milvus.embed.registry import ModelFamily, family_for_config, resolve_family
+from colpali_milvus.embed.registry import ModelFamily, family_for_config, model_source, resolve_family
 from colpali_milvus.errors import InvalidInputError, ModelError
 
 if TYPE_CHECKING:
@@ -78,6 +78,10 @@ class ColPaliEmbedder:
         if token:
             hub_kwargs["token"] = token
 
+        # A hub id that is neither cached nor downloadable fails here, at once, rather than after
+        # minutes of retries; an unreachable hub with a cached copy loads that copy.
+        if model_source(str(model_name), **hub_kwargs) == "cache":
+            hub_kwargs["local_files_only"] = True
         family = resolve_family(str(model_name), **hub_kwargs)
         target = torch.device(device) if device else _best_device(torch)
         dtype = dtype or (torch.bfloat16 if target.type == "cuda" else torch.float32)

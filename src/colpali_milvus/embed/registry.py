@@ -8,15 +8,27 @@ checkpoints are never parsed.
 
 from __future__ import annotations
 
+import inspect
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Literal
 
 from colpali_milvus.errors import ModelError
 
-__all__ = ["FAMILIES", "ModelFamily", "family_for_config", "read_checkpoint_config", "resolve_family"]
+__all__ = [
+    "FAMILIES",
+    "ModelFamily",
+    "family_for_config",
+    "model_source",
+    "read_checkpoint_config",
+    "resolve_family",
+]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,15 +78,21 @@ def family_for_config(config: Mapping[str, Any]) -> ModelFamily:
 
 
 def read_checkpoint_config(name_or_path: str, **hub_kwargs: Any) -> dict[str, Any]:
-    """The ``config.json`` of a checkpoint, following a LoRA adapter to its base model."""
-    config = _read_json(name_or_path, "config.json", **hub_kwargs)
+    """The ``config.json`` of a checkpoint, following a LoRA adapter to its base model.
+
+    A name that is not a local folder is a hub id, checked first by :func:`model_source`: when
+    it is neither cached nor downloadable, :class:`ModelError` says so at once.
+    """
+    cache_only = model_source(name_or_path, **hub_kwargs) == "cache"
+    config = _read_json(name_or_path, "config.json", cache_only=cache_only, **hub_kwargs)
     if config is not None and "model_type" in config:
         return config
-    adapter = _read_json(name_or_path, "adapter_config.json", **hub_kwargs)
+    adapter = _read_json(name_or_path, "adapter_config.json", cache_only=cache_only, **hub_kwargs)
     if adapter is None or not adapter.get("base_model_name_or_path"):
         raise ModelError(f"{name_or_path!r} has neither a config.json with a model_type nor an adapter_config.json")
     base = str(adapter["base_model_name_or_path"])
-    base_config = _read_json(base, "config.json", **hub_kwargs)
+    base_cache_only = model_source(base, **hub_kwargs) == "cache"
+    base_config = _read_json(base, "config.json", cache_only=base_cache_only, **hub_kwargs)
     if base_config is None:
         raise ModelError(f"the base model {base!r} of adapter {name_or_path!r} has no config.json")
     return base_config
@@ -84,25 +102,134 @@ def resolve_family(name_or_path: str, **hub_kwargs: Any) -> ModelFamily:
     return family_for_config(read_checkpoint_config(name_or_path, **hub_kwargs))
 
 
-def _read_json(name_or_path: str, filename: str, **hub_kwargs: Any) -> dict[str, Any] | None:
-    """A JSON file from a local folder or a hub repository; ``None`` when it does not exist."""
+# How long the one request to the hub may wait before the model counts as not downloadable.
+_HUB_PROBE_TIMEOUT_S = 10.0
+_CONFIG_FILES = ("config.json", "adapter_config.json")
+
+
+def model_source(
+    name_or_path: str,
+    *,
+    revision: str | None = None,
+    token: str | None = None,
+    local_files_only: bool = False,
+) -> Literal["folder", "hub", "cache"]:
+    """Where a checkpoint loads from, decided fast: a local folder, the hub, or only the local cache.
+
+    A hub id costs at most one request, without retries: ``"cache"`` when offline
+    (``HF_HUB_OFFLINE``, ``local_files_only``) or when the hub cannot be reached but a copy is
+    cached (load it with ``local_files_only=True``: each file the hub is asked for and cannot
+    answer would otherwise cost retries). Raises :class:`ModelError` naming the model and the ways
+    out when it is neither a folder, nor cached, nor downloadable, or when the hub has no such model.
+    """
+    if not _is_hub_id(name_or_path):
+        return "folder"
+    hub = _hub()
+    try:
+        cached = any(
+            isinstance(hub.try_to_load_from_cache(name_or_path, filename, revision=revision), str)
+            for filename in _CONFIG_FILES
+        )
+    except ValueError as error:  # huggingface_hub's HFValidationError: a path, or a malformed id
+        raise ModelError(f"{name_or_path!r} is neither a local checkpoint folder nor a hub model id") from error
+    if _offline(local_files_only=local_files_only):
+        if cached:
+            return "cache"
+        raise _unavailable(name_or_path, "offline mode (HF_HUB_OFFLINE or local_files_only) and nothing is cached")
+    url = hub.hf_hub_url(name_or_path, "config.json", revision=revision)
+    probe: dict[str, Any] = {"token": token, "timeout": _HUB_PROBE_TIMEOUT_S}
+    if "retry_on_errors" in inspect.signature(hub.get_hf_file_metadata).parameters:
+        probe["retry_on_errors"] = False
+    try:
+        hub.get_hf_file_metadata(url, **probe)
+    except hub.RepositoryNotFoundError as error:  # also gated and private repositories
+        raise ModelError(
+            f"{name_or_path!r} is not a local folder, and the hub at {_endpoint()} has no model of that name "
+            "that this token may read (for a private or gated model, pass token= or set HF_TOKEN)"
+        ) from error
+    except hub.RevisionNotFoundError as error:
+        raise ModelError(f"the hub has no revision {revision!r} of {name_or_path!r}") from error
+    except hub.HfHubHTTPError:
+        return "hub"  # it answered: no config.json (an adapter checkpoint), or an error the download retries
+    except Exception as error:  # the network: refused, DNS, timeout, proxy
+        reason = f"the hub at {_endpoint()} cannot be reached ({type(error).__name__}: {error})"
+        if cached:
+            logger.warning("%s; using the cached copy of %r", reason, name_or_path)
+            return "cache"
+        raise _unavailable(name_or_path, reason) from error
+    return "hub"
+
+
+def _is_hub_id(name_or_path: str) -> bool:
+    return not Path(name_or_path).expanduser().is_dir()
+
+
+def _offline(*, local_files_only: bool = False) -> bool:
+    from huggingface_hub import constants
+
+    is_offline = getattr(constants, "is_offline_mode", None)
+    return bool(local_files_only or (is_offline() if callable(is_offline) else constants.HF_HUB_OFFLINE))
+
+
+def _unavailable(name: str, reason: str) -> ModelError:
+    return ModelError(
+        f"cannot load {name!r}: it is not a local folder, not in the local Hugging Face cache "
+        f"({_cache_dir()}), and cannot be downloaded: {reason}. Fix: pass the path of a local checkpoint "
+        f"folder; or download the model once where the hub is reachable (`hf download {name}`) and set "
+        "HF_HUB_OFFLINE=1 to load the cached copy; or check the network, proxy and HF_ENDPOINT."
+    )
+
+
+def _endpoint() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.ENDPOINT)
+
+
+def _cache_dir() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def _hub() -> Any:
+    """The few huggingface_hub names used here, in one namespace."""
+    try:
+        import huggingface_hub
+        from huggingface_hub import errors
+    except ImportError as error:  # pragma: no cover - huggingface_hub ships with transformers
+        raise ModelError("reading a hub checkpoint needs huggingface_hub (install colpali-milvus[colpali])") from error
+    return SimpleNamespace(
+        try_to_load_from_cache=huggingface_hub.try_to_load_from_cache,
+        hf_hub_url=huggingface_hub.hf_hub_url,
+        hf_hub_download=huggingface_hub.hf_hub_download,
+        get_hf_file_metadata=huggingface_hub.get_hf_file_metadata,
+        EntryNotFoundError=errors.EntryNotFoundError,
+        LocalEntryNotFoundError=errors.LocalEntryNotFoundError,
+        RepositoryNotFoundError=errors.RepositoryNotFoundError,
+        RevisionNotFoundError=errors.RevisionNotFoundError,
+        HfHubHTTPError=errors.HfHubHTTPError,
+    )
+
+
+def _read_json(name_or_path: str, filename: str, *, cache_only: bool, **hub_kwargs: Any) -> dict[str, Any] | None:
+    """A JSON file from a local folder, the local cache or the hub; ``None`` when it does not exist."""
     local = Path(name_or_path).expanduser()
     if local.is_dir():
         path = local / filename
         return _parse(path) if path.is_file() else None
+    hub = _hub()
+    if cache_only:
+        cached = hub.try_to_load_from_cache(name_or_path, filename, revision=hub_kwargs.get("revision"))
+        return _parse(Path(cached)) if isinstance(cached, str) else None
     try:
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import EntryNotFoundError, RemoteEntryNotFoundError
-    except ImportError as error:  # pragma: no cover - huggingface_hub ships with transformers
-        raise ModelError("reading a hub checkpoint needs huggingface_hub (install colpali-milvus[colpali])") from error
-    try:
-        downloaded = hf_hub_download(name_or_path, filename, **hub_kwargs)
-    except (EntryNotFoundError, RemoteEntryNotFoundError):
+        downloaded = hub.hf_hub_download(name_or_path, filename, **hub_kwargs)
+    except hub.LocalEntryNotFoundError as error:  # not "no such file": the hub stopped answering
+        raise _unavailable(name_or_path, f"{filename} could not be fetched") from error
+    except hub.EntryNotFoundError:
         return None
     except Exception as error:
-        raise ModelError(
-            f"cannot read {filename} of {name_or_path!r} (not a local folder; hub unreachable?)"
-        ) from error
+        raise ModelError(f"cannot read {filename} of {name_or_path!r} from the hub") from error
     return _parse(Path(downloaded))
 
 
