@@ -1,14 +1,17 @@
-"""Test helpers: a deterministic colour embedder and a hand-written PDF generator."""
+"""Test helpers: a deterministic colour embedder, a hand-written PDF generator and a top-k check."""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 
 COLOURS: dict[str, tuple[float, float, float]] = {
@@ -147,3 +150,26 @@ def _escape(text: str) -> str:
 def solid_image(colour: str, size: tuple[int, int] = (64, 80)) -> Image.Image:
     r, g, b = COLOURS[colour]
     return Image.new("RGB", size, (int(r * 255), int(g * 255), int(b * 255)))
+
+
+#: How far a store's score may be from the exact (float64) MaxSim of the same vectors.
+TOL = 1e-4
+
+
+def assert_valid_top_k(hits: list[Any], reference: Mapping[str, float], k: int, context: str) -> None:
+    """``hits`` are a top-k of ``reference`` (page id -> exact score), allowing any order among ties."""
+    expected_n = min(k, len(reference))
+    ids = [hit.page_id for hit in hits]
+    assert len(ids) == expected_n, f"{context}: {len(ids)} hits, expected {expected_n}: {ids}"
+    assert len(set(ids)) == len(ids), f"{context}: duplicate hits {ids}"
+    for hit in hits:
+        assert hit.page_id in reference, f"{context}: {hit.page_id} should not match"
+        assert hit.score == pytest.approx(reference[hit.page_id], abs=TOL), f"{context}: score of {hit.page_id}"
+    ranked = sorted(reference.values(), reverse=True)[:expected_n]
+    if expected_n:
+        kth = ranked[-1]
+        for hit in hits:
+            assert reference[hit.page_id] >= kth - TOL, f"{context}: {hit.page_id} is not in a top-{k}"
+    scores = [hit.score for hit in hits]
+    assert all(a >= b - TOL for a, b in itertools.pairwise(scores)), f"{context}: not best first: {scores}"
+    assert sorted(scores, reverse=True) == pytest.approx(ranked, abs=TOL), f"{context}: scores"

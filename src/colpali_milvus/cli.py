@@ -38,7 +38,7 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -312,7 +312,7 @@ def _explain(index: ColPaliIndex, question: str, hits: Sequence[PageHit], folder
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, str] = {}
     for rank, hit in enumerate(hits, start=1):
-        path = folder / f"{rank:02d}-{_stem(hit)}-similarity.png"
+        path = folder / f"{_stem(rank, hit)}-similarity.png"
         index.explain(question, hit).heatmap().save(path)
         written[hit.page_id] = str(path)
     return written
@@ -324,16 +324,17 @@ def _save_images(hits: Sequence[PageHit], folder: Path) -> dict[str, str]:
     for rank, hit in enumerate(hits, start=1):
         if hit.image_path is None:
             continue
-        path = folder / f"{rank:02d}-{_stem(hit)}{hit.image_path.suffix}"
+        path = folder / f"{_stem(rank, hit)}{hit.image_path.suffix}"
         shutil.copyfile(hit.image_path, path)
         written[hit.page_id] = str(path)
     return written
 
 
-def _stem(hit: PageHit) -> str:
+def _stem(rank: int, hit: PageHit) -> str:
+    """The name of the files written for a hit (``--save-images``, ``--explain``), without suffix."""
     name = Path(hit.source).stem if hit.source else hit.page_id
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60]
-    return f"{safe}-p{hit.page_label or hit.page}"
+    return f"{rank:02d}-{safe}-p{hit.page_label or hit.page}"
 
 
 def _page_count(path: Path, password: str | None) -> int:
@@ -461,8 +462,26 @@ _DELETE_EXIT = """\
   3    pages of some sources deleted, none found of others (listed on stderr)"""
 
 
+#: Help text laid out as written: the epilogs are tables.
+_FORMATTER = argparse.RawDescriptionHelpFormatter
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    run: Callable[[argparse.Namespace, TextIO], int],
+    *,
+    parents: list[argparse.ArgumentParser],
+    help: str,
+    description: str,
+) -> argparse.ArgumentParser:
+    """A subcommand that ``main`` runs as ``run(args, stdout)``; set its epilog once its options are added."""
+    command = commands.add_parser(name, parents=parents, help=help, description=description, formatter_class=_FORMATTER)
+    command.set_defaults(run=run)
+    return command
+
+
 def _parser() -> argparse.ArgumentParser:
-    formatter = argparse.RawDescriptionHelpFormatter
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--uri", default=_env("URI", "colpali.db"), help="Milvus Lite file or server URL [%(default)s]")
     common.add_argument("--token", default=_env("TOKEN"), help="server token (prefer $COLPALI_MILVUS_TOKEN)")
@@ -485,17 +504,18 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="colpali-milvus",
         description="Visual PDF page retrieval: ColPali multi-vectors in Milvus.",
-        formatter_class=formatter,
+        formatter_class=_FORMATTER,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    index = commands.add_parser(
+    index = _command(
+        commands,
         "index",
+        _index,
         parents=[common, model],
         help="index PDFs and images (files or folders)",
         description="Index PDFs and images; re-running renders and embeds only the pages not stored yet.",
-        formatter_class=formatter,
     )
     index.add_argument(
         "paths",
@@ -524,15 +544,15 @@ def _parser() -> argparse.ArgumentParser:
         help="token pooling: ~1/N of the vectors per page (README Scaling) [the collection's; none for a new one]",
     )
     index.add_argument("--json", action="store_true", help="print the summary as JSON")
-    index.set_defaults(run=_index)
     index.epilog = _epilog(index, exit_codes=_INDEX_EXIT)
 
-    search = commands.add_parser(
+    search = _command(
+        commands,
         "search",
+        _search,
         parents=[common, model],
         help="find the pages that answer a question",
         description="Find the pages that answer a question, with the model the collection records.",
-        formatter_class=formatter,
     )
     search.add_argument("question", help="the question, in words (quote it)")
     search.add_argument("-k", type=int, default=5, help="pages to return [%(default)s]")
@@ -540,26 +560,26 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help="print hits as JSON")
     search.add_argument("--save-images", metavar="DIR", help="copy the hits' page images into DIR")
     search.add_argument("--explain", metavar="DIR", help="write a similarity map (PNG) per hit into DIR")
-    search.set_defaults(run=_search)
     search.epilog = _epilog(search, exit_codes=_READ_EXIT)
 
-    info = commands.add_parser(
+    info = _command(
+        commands,
         "info",
+        _info,
         parents=[common],
         help="what the collection holds and how it was built",
         description="What the collection holds and how it was built (loads no model).",
-        formatter_class=formatter,
     )
     info.add_argument("--json", action="store_true", help="print the details as JSON")
-    info.set_defaults(run=_info)
     info.epilog = _epilog(info, exit_codes=_READ_EXIT)
 
-    delete = commands.add_parser(
+    delete = _command(
+        commands,
         "delete",
+        _delete,
         parents=[common],
         help="delete every page of the given sources",
         description="Delete every page (rows and images) of the given sources (loads no model).",
-        formatter_class=formatter,
     )
     delete.add_argument(
         "sources",
@@ -568,7 +588,6 @@ def _parser() -> argparse.ArgumentParser:
         help="a file as indexed (a relative path is resolved as index resolves it) or a source as stored",
     )
     delete.add_argument("--json", action="store_true", help="print the pages deleted per source as JSON")
-    delete.set_defaults(run=_delete)
     delete.epilog = _epilog(delete, exit_codes=_DELETE_EXIT)
 
     all_options = {option for option, _ in ENVIRONMENT.values()}

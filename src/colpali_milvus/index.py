@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from colpali_milvus.collection import PageCollection, default_image_dir
 from colpali_milvus.embed.protocol import MultiVectorEmbedder, PatchExplainer, embedder_name
 from colpali_milvus.errors import DocumentError, IndexMismatchError, InvalidInputError, ModelError, StoreError
-from colpali_milvus.pages.identity import file_digest, image_digest
+from colpali_milvus.pages.identity import PageFile, file_digest, image_digest
 from colpali_milvus.pages.images import IMAGE_SUFFIXES, open_image
 from colpali_milvus.pages.pdf import DEFAULT_DPI, open_pdf
 from colpali_milvus.store.filters import Filter
@@ -49,21 +49,6 @@ T = TypeVar("T")
 
 #: Folders a folder walk never enters: a Milvus Lite database, its page images and its vector cache.
 SKIPPED_FOLDER_SUFFIXES = (".db", ".db.pages", ".db.cache")
-
-
-class _Document(Protocol):
-    """A file opened without rendering: what it is (digest, page ids) and its pages on demand."""
-
-    @property
-    def path(self) -> Path: ...
-    @property
-    def source(self) -> str: ...
-    @property
-    def doc_id(self) -> str: ...
-    @property
-    def metadata(self) -> dict[str, Any]: ...
-    def page_ids(self) -> list[str]: ...
-    def pages(self, numbers: Collection[int] | None = None) -> Iterator[Page]: ...
 
 
 class ColPaliIndex:
@@ -307,7 +292,7 @@ class ColPaliIndex:
             return self._add_document(open_image(path, metadata=metadata), progress)
         raise DocumentError(f"{path}: not a PDF or a supported image ({', '.join(sorted(IMAGE_SUFFIXES))})")
 
-    def _add_document(self, document: _Document, progress: Progress | None) -> _Added:
+    def _add_document(self, document: PageFile, progress: Progress | None) -> _Added:
         """Store the pages of a file that are missing, decided from its page ids before any rendering."""
         ids = document.page_ids()
         stored = self.collection.existing_page_ids(ids)
@@ -336,7 +321,7 @@ class ColPaliIndex:
             self.collection.add(pages, self.embedder.embed_images([page.image for page in pages]))
             logger.info("stored %d new pages", len(pages))
 
-    def _update_stored(self, document: _Document, rows: Mapping[str, StoredPage]) -> set[str]:
+    def _update_stored(self, document: PageFile, rows: Mapping[str, StoredPage]) -> set[str]:
         """Give stored pages the document's source and metadata; returns the ids that stay stored.
 
         Rows are rewritten with their stored vectors and text (no rendering, no embedding). A page
@@ -488,7 +473,7 @@ def _copy_reason(source: str) -> str:
     return f"identical to {source}, already indexed under that path (not indexed again)"
 
 
-def _is_another_copy(stored_source: str, document: _Document) -> bool:
+def _is_another_copy(stored_source: str, document: PageFile) -> bool:
     """Whether stored pages belong to another file that still holds the same content (not a move)."""
     if not stored_source or stored_source == document.source:
         return False

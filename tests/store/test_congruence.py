@@ -8,7 +8,6 @@ return a valid exact top-k among them.
 
 from __future__ import annotations
 
-import itertools
 import operator
 import random
 from collections.abc import Callable, Iterator, Mapping
@@ -18,10 +17,10 @@ import numpy as np
 import pytest
 
 from colpali_milvus import FilterError, MilvusMultiVectorStore
+from helpers import assert_valid_top_k
 from targets import store_target
 
 DIM = 8
-TOL = 1e-4
 MODEL = "test/congruence"
 SOURCES = ["a.pdf", "b.pdf", "c.pdf", "d.pdf"]
 DOC_IDS = ["d0", "d1", "d2", "d3", "d4"]
@@ -154,25 +153,6 @@ def exact_scores(query: np.ndarray, page_ids: set[str]) -> dict[str, float]:
         page_id: float((q @ CORPUS_PAGES[CORPUS_IDS.index(page_id)].astype(np.float64).T).max(axis=1).sum())
         for page_id in page_ids
     }
-
-
-def assert_valid_top_k(hits: list[Any], reference: Mapping[str, float], k: int, context: str) -> None:
-    """``hits`` are a top-k of ``reference`` (page id -> exact score), allowing any order among ties."""
-    expected_n = min(k, len(reference))
-    ids = [hit.page_id for hit in hits]
-    assert len(ids) == expected_n, f"{context}: {len(ids)} hits, expected {expected_n}: {ids}"
-    assert len(set(ids)) == len(ids), f"{context}: duplicate hits {ids}"
-    for hit in hits:
-        assert hit.page_id in reference, f"{context}: {hit.page_id} should not match"
-        assert hit.score == pytest.approx(reference[hit.page_id], abs=TOL), f"{context}: score of {hit.page_id}"
-    ranked = sorted(reference.values(), reverse=True)[:expected_n]
-    if expected_n:
-        kth = ranked[-1]
-        for hit in hits:
-            assert reference[hit.page_id] >= kth - TOL, f"{context}: {hit.page_id} is not in a top-{k}"
-    scores = [hit.score for hit in hits]
-    assert all(a >= b - TOL for a, b in itertools.pairwise(scores)), f"{context}: not best first: {scores}"
-    assert sorted(scores, reverse=True) == pytest.approx(ranked, abs=TOL), f"{context}: scores"
 
 
 def random_k(rng: np.random.Generator) -> int:

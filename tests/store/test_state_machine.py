@@ -27,11 +27,11 @@ from hypothesis.stateful import (
 )
 
 from colpali_milvus import MilvusMultiVectorStore
+from helpers import assert_valid_top_k
 from targets import store_target
 
 DIM = 8
 MAX_PAGES = 24  # small: a search without the cache gathers candidates from (nearly) every page
-TOL = 1e-4
 SOURCES = ["a.pdf", "b.pdf", "c.pdf"]
 MODEL = "test/state-machine"
 
@@ -75,25 +75,6 @@ class Page:
 def exact_maxsim(query: np.ndarray, page: np.ndarray) -> float:
     sims = query.astype(np.float64) @ page.astype(np.float64).T
     return float(sims.max(axis=1).sum())
-
-
-def assert_valid_top_k(hits: list[Any], reference: Mapping[str, float], k: int, context: str) -> None:
-    """``hits`` are a top-k of ``reference`` (page id -> exact score), allowing any order among ties."""
-    expected_n = min(k, len(reference))
-    ids = [hit.page_id for hit in hits]
-    assert len(ids) == expected_n, f"{context}: {len(ids)} hits, expected {expected_n}: {ids}"
-    assert len(set(ids)) == len(ids), f"{context}: duplicate hits {ids}"
-    for hit in hits:
-        assert hit.page_id in reference, f"{context}: {hit.page_id} should not match"
-        assert hit.score == pytest.approx(reference[hit.page_id], abs=TOL), f"{context}: score of {hit.page_id}"
-    ranked = sorted(reference.values(), reverse=True)[:expected_n]
-    if expected_n:
-        kth = ranked[-1]
-        for hit in hits:
-            assert reference[hit.page_id] >= kth - TOL, f"{context}: {hit.page_id} is not in a top-{k}"
-    scores = [hit.score for hit in hits]
-    assert all(a >= b - TOL for a, b in itertools.pairwise(scores)), f"{context}: not best first: {scores}"
-    assert sorted(scores, reverse=True) == pytest.approx(ranked, abs=TOL), f"{context}: scores"
 
 
 # (backend, cache, examples, steps per example). A new collection costs ~2.5 s, a step ~0.05 s on

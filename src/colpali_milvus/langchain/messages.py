@@ -18,6 +18,7 @@ from langchain_core.documents import Document
 from langchain_core.messages import HumanMessage
 
 from colpali_milvus.errors import InvalidInputError
+from colpali_milvus.tool_text import page_caption
 
 __all__ = ["DEFAULT_INSTRUCTION", "image_block", "page_blocks", "pages_to_message"]
 
@@ -69,9 +70,7 @@ def page_blocks(
     """Per page: a ``[source, page label]`` caption, its text layer (with ``include_text``), its image."""
     content: list[dict[str, Any]] = []
     for document in documents:
-        source = document.metadata.get("source", "")
-        label = document.metadata.get("page_label", document.metadata.get("page", ""))
-        content.append({"type": "text", "text": f"[{source}, page {label}]"})
+        content.append({"type": "text", "text": page_caption(document.metadata)})
         text = document.page_content.strip()
         if include_text and text:
             clipped = text if len(text) <= max_text_chars else text[:max_text_chars] + " [...]"

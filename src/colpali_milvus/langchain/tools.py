@@ -24,7 +24,7 @@ vision chat model. So an agent loop reads::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from langchain_core.callbacks import Callbacks
@@ -37,6 +37,14 @@ from colpali_milvus.errors import InvalidInputError
 from colpali_milvus.index import ColPaliIndex
 from colpali_milvus.langchain.messages import page_blocks
 from colpali_milvus.langchain.retriever import ColPaliRetriever
+from colpali_milvus.tool_text import (
+    DEFAULT_SNIPPET_CHARS,
+    DEFAULT_TOOL_DESCRIPTION,
+    DEFAULT_TOOL_NAME,
+    QUERY_DESCRIPTION,
+    check_snippet_chars,
+    summarize_results,
+)
 
 __all__ = [
     "DEFAULT_TOOL_DESCRIPTION",
@@ -46,20 +54,11 @@ __all__ = [
     "summarize_pages",
 ]
 
-DEFAULT_TOOL_NAME = "search_pages"
-DEFAULT_TOOL_DESCRIPTION = (
-    "Search the indexed PDF pages and images by what they show (text, tables, charts, scans). "
-    "Input: a natural-language question or description. Returns the best pages, each with its "
-    "source file, page label, score and a short text snippet; the page images are shown to you next."
-)
-
-_MAX_SOURCE_CHARS = 120
-
 
 class PageSearchInput(BaseModel):
     """What the model passes to the page-search tool."""
 
-    query: str = Field(description="what to look for in the pages: a question or a description")
+    query: str = Field(description=QUERY_DESCRIPTION)
 
 
 def create_page_search_tool(
@@ -69,7 +68,7 @@ def create_page_search_tool(
     description: str = DEFAULT_TOOL_DESCRIPTION,
     k: int | None = None,
     filter: dict[str, Any] | None = None,
-    snippet_chars: int = 200,
+    snippet_chars: int = DEFAULT_SNIPPET_CHARS,
 ) -> StructuredTool:
     """A tool that searches pages and returns short text plus the page Documents as its artifact.
 
@@ -87,8 +86,7 @@ def create_page_search_tool(
         raise InvalidInputError(f"expected a ColPaliRetriever or a ColPaliIndex, got {type(retriever).__name__}")
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k <= 0):
         raise InvalidInputError(f"k must be a positive integer, got {k!r}")
-    if snippet_chars < 0:
-        raise InvalidInputError(f"snippet_chars must be >= 0, got {snippet_chars}")
+    check_snippet_chars(snippet_chars)
     search = retriever
 
     def run(query: str, callbacks: Callbacks = None) -> tuple[str, list[Document]]:
@@ -109,21 +107,10 @@ def create_page_search_tool(
     )
 
 
-def summarize_pages(query: str, documents: Sequence[Document], *, snippet_chars: int = 200) -> str:
+def summarize_pages(query: str, documents: Sequence[Document], *, snippet_chars: int = DEFAULT_SNIPPET_CHARS) -> str:
     """The tool's text content: one short line per page (source, page label, score, snippet)."""
-    if not documents:
-        return f"No pages found for {query!r}."
-    lines = [f"{len(documents)} page(s) found for {query!r}:"]
-    for rank, document in enumerate(documents, start=1):
-        metadata = document.metadata
-        label = metadata.get("page_label", metadata.get("page", "?"))
-        score = metadata.get("score")
-        line = f"[{rank}] {_clip_source(str(metadata.get('source', '')))}, page {label}"
-        if isinstance(score, int | float):
-            line += f" (score {score:.2f})"
-        snippet = _snippet(document.page_content, snippet_chars)
-        lines.append(f"{line}: {snippet}" if snippet else line)
-    return "\n".join(lines)
+    results = [(document.metadata, _score(document.metadata), document.page_content) for document in documents]
+    return summarize_results(results, snippet_chars=snippet_chars, query=query)
 
 
 def page_images_message(
@@ -158,10 +145,6 @@ def page_images_message(
     return HumanMessage(content=content)  # type: ignore[arg-type]
 
 
-def _snippet(text: str, limit: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: max(limit - 1, 0)].rstrip() + "…"
-
-
-def _clip_source(source: str) -> str:
-    return source if len(source) <= _MAX_SOURCE_CHARS else "…" + source[-(_MAX_SOURCE_CHARS - 1) :]
+def _score(metadata: Mapping[str, Any]) -> float | None:
+    score = metadata.get("score")
+    return score if isinstance(score, int | float) else None

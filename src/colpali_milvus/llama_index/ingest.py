@@ -14,29 +14,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
-import logging
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from llama_index.core.schema import BaseNode, ImageNode, MetadataMode
-from PIL import Image, UnidentifiedImageError
 
 from colpali_milvus.errors import DocumentError, InvalidInputError
 from colpali_milvus.index import ColPaliIndex, Progress
 from colpali_milvus.llama_index.nodes import RESERVED_METADATA_KEYS
-from colpali_milvus.pages.identity import file_digest, image_digest
-from colpali_milvus.types import Page, is_page_id
+from colpali_milvus.pages.external import ExternalPage, add_external_pages, external_page
+from colpali_milvus.types import Page
 
 __all__ = ["add_documents", "node_to_page"]
-
-logger = logging.getLogger(__name__)
-
-_PAGE_FIELDS = frozenset({"source", "page", "page_label", "doc_id"})
 
 
 def add_documents(index: ColPaliIndex, documents: Iterable[BaseNode], *, progress: Progress | None = None) -> list[str]:
@@ -46,42 +37,15 @@ def add_documents(index: ColPaliIndex, documents: Iterable[BaseNode], *, progres
     (``doc_id``, as the reader's do, or an image file) replace the pages of other versions of the
     same ``source`` once stored, as ``index.add_pdf`` does.
     """
-    specs = [_spec(document) for document in documents]
-    page_ids = index.add_pages((_page(spec) for spec in specs), progress=progress)
-    versions: dict[str, set[str]] = {}
-    for spec in specs:
-        if spec.doc_id is not None and spec.source:
-            versions.setdefault(spec.source, set()).add(spec.doc_id)
-    for source, doc_ids in versions.items():
-        if len(doc_ids) == 1:
-            index.collection.delete_other_versions(source, keep_doc_id=next(iter(doc_ids)))
-        else:
-            logger.info("%s: documents of %d versions given; older versions kept", source, len(doc_ids))
-    return page_ids
+    return add_external_pages(index, [_spec(document) for document in documents], progress=progress)
 
 
 def node_to_page(node: BaseNode) -> Page:
     """The :class:`Page` an image document or node stands for (its image decoded, its metadata checked)."""
-    return _page(_spec(node))
+    return _spec(node).to_page()
 
 
-@dataclass(frozen=True)
-class _Spec:
-    """A node's page fields, checked; the image is decoded only when the page is embedded."""
-
-    name: str
-    data: bytes | None
-    path: Path | None
-    source: str
-    page: int
-    page_label: str
-    doc_id: str | None  # None: the image's own digest (an in-memory image has no file version)
-    page_id: str | None
-    text: str
-    metadata: Mapping[str, Any]
-
-
-def _spec(node: BaseNode) -> _Spec:
+def _spec(node: BaseNode) -> ExternalPage:
     if not isinstance(node, BaseNode):
         raise InvalidInputError(f"expected a LlamaIndex document or node, got {type(node).__name__}")
     metadata = node.metadata
@@ -107,34 +71,16 @@ def _spec(node: BaseNode) -> _Spec:
         )
     if path is not None and not path.is_file():
         raise DocumentError(f"document {name}: image file {str(path)!r} not found")
-    page = metadata.get("page", 1)
-    if isinstance(page, bool) or not isinstance(page, int) or page < 1:
-        raise InvalidInputError(f"document {name}: metadata 'page' must be a 1-based positive int, got {page!r}")
-    doc_id = metadata.get("doc_id")
-    if doc_id is not None and not (isinstance(doc_id, str) and is_page_id(f"{doc_id}-{page:05d}")):
-        raise InvalidInputError(f"document {name}: metadata 'doc_id' {doc_id!r} is not a valid id")
-    page_id = metadata.get("page_id")
-    if page_id is not None and doc_id is not None and page_id != f"{doc_id}-{page:05d}":
-        raise InvalidInputError(
-            f"document {name}: page_id {page_id!r} does not match doc_id {doc_id!r} and page {page}"
-        )
-    source = metadata.get("source") or (str(path) if path is not None else metadata.get("file_path", ""))
-    if doc_id is None and path is not None:
-        doc_id = file_digest(path)  # the id index.add_image_file gives the same file
-    spec = _Spec(
-        name=name,
+    return external_page(
+        name,
         data=data,
         path=path,
-        source=str(source),
-        page=page,
-        page_label=str(metadata.get("page_label", page)),
-        doc_id=doc_id,
-        page_id=page_id if isinstance(page_id, str) else None,
+        data_label="its image data",
+        metadata=metadata,
         text=node.get_content(metadata_mode=MetadataMode.NONE) or "",
-        metadata={key: value for key, value in metadata.items() if key not in RESERVED_METADATA_KEYS | _PAGE_FIELDS},
+        dropped_keys=RESERVED_METADATA_KEYS,
+        default_source=metadata.get("file_path", ""),
     )
-    _open_image(spec, load=False)
-    return spec
 
 
 def _image_fields(node: BaseNode) -> tuple[str | bytes | None, str | None, str | None]:
@@ -157,34 +103,3 @@ def _decode(encoded: str | bytes, name: str) -> bytes:
         if isinstance(encoded, bytes):
             return encoded
         raise InvalidInputError(f"document {name}: image is not valid base64") from error
-
-
-def _page(spec: _Spec) -> Page:
-    image = _open_image(spec)
-    page = Page(
-        image=image,
-        source=spec.source,
-        page=spec.page,
-        page_label=spec.page_label,
-        doc_id=spec.doc_id if spec.doc_id is not None else image_digest(image),
-        text=spec.text,
-        metadata=spec.metadata,
-    )
-    if spec.page_id is not None and spec.page_id != page.page_id:
-        raise InvalidInputError(f"document {spec.name}: page_id {spec.page_id!r} is not its page's id")
-    return page
-
-
-def _open_image(spec: _Spec, *, load: bool = True) -> Image.Image:
-    """The page image as RGB; ``load=False`` reads only its header (a cheap check before any write)."""
-    source: io.BytesIO | Path = io.BytesIO(spec.data) if spec.data is not None else spec.path  # type: ignore[assignment]
-    try:
-        with Image.open(source) as image:
-            if not load:
-                return image
-            image.load()
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError) as error:
-        if spec.data is None:
-            raise DocumentError(f"document {spec.name}: cannot read its image file {str(spec.path)!r}") from error
-        raise InvalidInputError(f"document {spec.name}: its image data holds no readable image") from error

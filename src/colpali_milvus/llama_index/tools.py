@@ -26,6 +26,15 @@ from pydantic import BaseModel, Field
 from colpali_milvus.errors import InvalidInputError
 from colpali_milvus.index import ColPaliIndex
 from colpali_milvus.llama_index.retriever import ColPaliRetriever
+from colpali_milvus.tool_text import (
+    DEFAULT_SNIPPET_CHARS,
+    DEFAULT_TOOL_DESCRIPTION,
+    DEFAULT_TOOL_NAME,
+    QUERY_DESCRIPTION,
+    check_snippet_chars,
+    page_caption,
+    summarize_results,
+)
 
 __all__ = [
     "DEFAULT_TOOL_DESCRIPTION",
@@ -36,20 +45,11 @@ __all__ = [
     "summarize_nodes",
 ]
 
-DEFAULT_TOOL_NAME = "search_pages"
-DEFAULT_TOOL_DESCRIPTION = (
-    "Search the indexed PDF pages and images by what they show (text, tables, charts, scans). "
-    "Input: a natural-language question or description. Returns the best pages, each with its "
-    "source file, page label, score and a short text snippet; the page images are shown to you next."
-)
-
-_MAX_SOURCE_CHARS = 120
-
 
 class PageSearchInput(BaseModel):
     """What the model passes to the page-search tool."""
 
-    query: str = Field(description="what to look for in the pages: a question or a description")
+    query: str = Field(description=QUERY_DESCRIPTION)
 
 
 class PageSearchTool(FunctionTool):
@@ -90,7 +90,7 @@ def create_page_search_tool(
     similarity_top_k: int | None = None,
     filters: MetadataFilters | None = None,
     include_images: bool = False,
-    snippet_chars: int = 200,
+    snippet_chars: int = DEFAULT_SNIPPET_CHARS,
 ) -> PageSearchTool:
     """A page-search ``FunctionTool``: short text for the LLM, the page ``ImageNode``s as ``raw_output``.
 
@@ -107,8 +107,7 @@ def create_page_search_tool(
         retriever = ColPaliRetriever(retriever)
     if not isinstance(retriever, ColPaliRetriever):
         raise InvalidInputError(f"expected a ColPaliRetriever or a ColPaliIndex, got {type(retriever).__name__}")
-    if snippet_chars < 0:
-        raise InvalidInputError(f"snippet_chars must be >= 0, got {snippet_chars}")
+    check_snippet_chars(snippet_chars)
     if similarity_top_k is not None or filters is not None:
         retriever = ColPaliRetriever(
             retriever.index,
@@ -121,20 +120,10 @@ def create_page_search_tool(
     return PageSearchTool(retriever, metadata, include_images=include_images, snippet_chars=snippet_chars)
 
 
-def summarize_nodes(nodes: Sequence[NodeWithScore], *, snippet_chars: int = 200) -> str:
+def summarize_nodes(nodes: Sequence[NodeWithScore], *, snippet_chars: int = DEFAULT_SNIPPET_CHARS) -> str:
     """The tool's text: one short line per page (source, page label, score, snippet)."""
-    if not nodes:
-        return "No pages found."
-    lines = [f"{len(nodes)} page(s) found:"]
-    for rank, result in enumerate(nodes, start=1):
-        metadata = result.node.metadata
-        label = metadata.get("page_label", metadata.get("page", "?"))
-        line = f"[{rank}] {_clip_source(str(metadata.get('source', '')))}, page {label}"
-        if result.score is not None:
-            line += f" (score {result.score:.2f})"
-        snippet = _snippet(result.node.get_content(), snippet_chars)
-        lines.append(f"{line}: {snippet}" if snippet else line)
-    return "\n".join(lines)
+    results = [(result.node.metadata, result.score, result.node.get_content()) for result in nodes]
+    return summarize_results(results, snippet_chars=snippet_chars)
 
 
 def page_images_message(tool_outputs: ToolOutput | Iterable[ToolOutput]) -> ChatMessage | None:
@@ -171,17 +160,6 @@ def _page_blocks(nodes: Sequence[NodeWithScore]) -> list[ContentBlock]:
         image = node.resolve_image()
         if not isinstance(image, io.BytesIO):
             continue
-        metadata = node.metadata
-        label = metadata.get("page_label", metadata.get("page", ""))
-        blocks.append(TextBlock(text=f"[{metadata.get('source', '')}, page {label}]"))
+        blocks.append(TextBlock(text=page_caption(node.metadata)))
         blocks.append(ImageBlock(image=image.read(), image_mimetype=node.image_mimetype))
     return blocks
-
-
-def _snippet(text: str, limit: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: max(limit - 1, 0)].rstrip() + "…"
-
-
-def _clip_source(source: str) -> str:
-    return source if len(source) <= _MAX_SOURCE_CHARS else "…" + source[-(_MAX_SOURCE_CHARS - 1) :]

@@ -7,17 +7,27 @@ an ingestion can tell which pages are stored already without rendering them.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Iterator, Mapping
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from colpali_milvus.errors import InvalidInputError
+from colpali_milvus.types import Page
 
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["DIGEST_LENGTH", "RESERVED_METADATA_KEYS", "file_digest", "image_digest", "page_id", "user_metadata"]
+__all__ = [
+    "DIGEST_LENGTH",
+    "RESERVED_METADATA_KEYS",
+    "PageFile",
+    "file_digest",
+    "image_digest",
+    "page_id",
+    "user_metadata",
+]
 
 #: 128 bits of SHA-256, as hex: collision-free for any realistic corpus, short enough for ids.
 DIGEST_LENGTH = 32
@@ -55,3 +65,46 @@ def user_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
             f"{', '.join(sorted(RESERVED_METADATA_KEYS))} itself"
         )
     return metadata
+
+
+class PageFile(ABC):
+    """A file opened without decoding a page: what it is (digest, page count, page ids), its pages on demand.
+
+    :class:`~colpali_milvus.pages.pdf.PdfDocument` (one page per PDF page) and
+    :class:`~colpali_milvus.pages.images.ImageDocument` (one per image frame) set the attributes.
+
+    Attributes:
+        path: the file, as given.
+        metadata: the caller's metadata, given to every page (reserved keys are refused).
+        doc_id: a digest of the file's bytes.
+        page_count: its number of pages.
+    """
+
+    path: Path
+    metadata: dict[str, Any]
+    doc_id: str
+    page_count: int
+
+    @property
+    def source(self) -> str:
+        return str(self.path)
+
+    def page_ids(self) -> list[str]:
+        """The ids of every page, in order, known without rendering any."""
+        return [page_id(self.doc_id, number) for number in range(1, self.page_count + 1)]
+
+    @abstractmethod
+    def pages(self, numbers: Collection[int] | None = None) -> Iterator[Page]:
+        """The pages, decoded one at a time: all of them, or only the 1-based ``numbers``."""
+
+    def _page(self, number: int, image: Image.Image, *, page_label: str, text: str = "") -> Page:
+        """Page ``number`` (1-based) of this file, carrying the caller's metadata."""
+        return Page(
+            image=image,
+            source=self.source,
+            page=number,
+            page_label=page_label,
+            doc_id=self.doc_id,
+            text=text,
+            metadata=dict(self.metadata),
+        )

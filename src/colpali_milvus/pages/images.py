@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from colpali_milvus.errors import DocumentError
-from colpali_milvus.pages.identity import file_digest, page_id, user_metadata
+from colpali_milvus.pages.identity import PageFile, file_digest, user_metadata
 from colpali_milvus.types import Page
 
 __all__ = ["IMAGE_SUFFIXES", "ImageDocument", "open_image", "read_image"]
@@ -16,11 +16,11 @@ __all__ = ["IMAGE_SUFFIXES", "ImageDocument", "open_image", "read_image"]
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 
 
-class ImageDocument:
+class ImageDocument(PageFile):
     """An image file whose identity (digest, frame count, page ids) is known before its frames are decoded.
 
     Each frame is a page (a multi-page TIFF gives several), the same interface as
-    :class:`~colpali_milvus.pages.pdf.PdfDocument`.
+    :class:`~colpali_milvus.pages.pdf.PdfDocument` (see :class:`~colpali_milvus.pages.identity.PageFile`).
     """
 
     def __init__(self, path: str | PathLike[str], *, metadata: Mapping[str, Any] | None = None) -> None:
@@ -33,16 +33,9 @@ class ImageDocument:
         self.doc_id = file_digest(self.path)
         try:
             with Image.open(self.path) as image:
-                self.page_count: int = int(getattr(image, "n_frames", 1))
+                self.page_count = int(getattr(image, "n_frames", 1))
         except (UnidentifiedImageError, OSError, ValueError) as error:
             raise DocumentError(f"{self.path} is not a readable image: {error}") from error
-
-    @property
-    def source(self) -> str:
-        return str(self.path)
-
-    def page_ids(self) -> list[str]:
-        return [page_id(self.doc_id, number) for number in range(1, self.page_count + 1)]
 
     def pages(self, numbers: Collection[int] | None = None) -> Iterator[Page]:
         """The frames as RGB pages: all of them, or only the 1-based ``numbers``."""
@@ -58,19 +51,11 @@ class ImageDocument:
         except (UnidentifiedImageError, OSError, ValueError) as error:
             raise DocumentError(f"{self.path} is not a readable image: {error}") from error
         for number, frame in frames:
-            yield Page(
-                image=frame,
-                source=self.source,
-                page=number,
-                page_label=str(number),
-                doc_id=self.doc_id,
-                metadata=dict(self.metadata),
-            )
+            yield self._page(number, frame, page_label=str(number))
 
 
-def open_image(path: str | PathLike[str], *, metadata: Mapping[str, Any] | None = None) -> ImageDocument:
-    """Open an image file without decoding its frames (see :class:`ImageDocument`)."""
-    return ImageDocument(path, metadata=metadata)
+#: Open an image file without decoding its frames: the :class:`ImageDocument` constructor.
+open_image = ImageDocument
 
 
 def read_image(path: str | PathLike[str], *, metadata: Mapping[str, Any] | None = None) -> Iterator[Page]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from colpali_milvus.errors import DocumentError
-from colpali_milvus.pages.identity import file_digest, page_id, user_metadata
+from colpali_milvus.pages.identity import PageFile, file_digest, user_metadata
 from colpali_milvus.types import Page
 
 __all__ = ["DEFAULT_DPI", "DEFAULT_MAX_PIXELS", "PdfDocument", "open_pdf", "read_pdf"]
@@ -31,14 +31,14 @@ _POINTS_PER_INCH = 72.0
 _OWNER_PASSWORD = 2
 
 
-class PdfDocument:
-    """An opened PDF whose identity is known and whose pages are rendered only on demand.
+class PdfDocument(PageFile):
+    """A PDF opened (decrypted with ``password``, the user's or the owner's) without rendering a page.
 
-    Attributes:
-        source: the path as given.
-        doc_id: a digest of the file's bytes.
-        page_count: its number of pages.
-        metadata: the caller's metadata, given to every page (reserved keys are refused).
+    Its identity (``doc_id``, ``page_count``, so its page ids) is known at once; its pages are
+    rendered only on demand (see :class:`~colpali_milvus.pages.identity.PageFile`).
+
+    Raises :class:`~colpali_milvus.errors.DocumentError` for a missing, unreadable, encrypted or
+    empty file, and :class:`~colpali_milvus.errors.InvalidInputError` for reserved metadata keys.
     """
 
     def __init__(
@@ -55,17 +55,9 @@ class PdfDocument:
         self.metadata = user_metadata(metadata)
         self._reader, self._credentials = _open_reader(self.path, password)
         self.doc_id = file_digest(self.path)
-        self.page_count: int = len(self._reader.pages)
+        self.page_count = len(self._reader.pages)
         self._labels = _page_labels(self._reader)
         self._dpi, self._max_pixels, self._extract_text = dpi, max_pixels, extract_text
-
-    @property
-    def source(self) -> str:
-        return str(self.path)
-
-    def page_ids(self) -> list[str]:
-        """The ids of every page, in order, known without rendering any."""
-        return [page_id(self.doc_id, number) for number in range(1, self.page_count + 1)]
 
     def pages(self, numbers: Collection[int] | None = None) -> Iterator[Page]:
         """Render and yield pages one at a time: all of them, or only the 1-based ``numbers``."""
@@ -88,34 +80,16 @@ class PdfDocument:
                 raise DocumentError(f"cannot render page {number} of {self.path}: {error}") from error
             if not images:
                 raise DocumentError(f"poppler rendered no image for page {number} of {self.path}")
-            yield Page(
-                image=images[0].convert("RGB"),
-                source=self.source,
-                page=number,
+            yield self._page(
+                number,
+                images[0].convert("RGB"),
                 page_label=self._labels[number - 1] if number <= len(self._labels) else str(number),
-                doc_id=self.doc_id,
                 text=_page_text(pdf_page) if self._extract_text else "",
-                metadata=dict(self.metadata),
             )
 
 
-def open_pdf(
-    path: str | PathLike[str],
-    *,
-    dpi: int = DEFAULT_DPI,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    password: str | None = None,
-    extract_text: bool = True,
-    metadata: Mapping[str, Any] | None = None,
-) -> PdfDocument:
-    """Open a PDF (decrypting it with ``password``, the user's or the owner's) without rendering a page.
-
-    Raises :class:`~colpali_milvus.errors.DocumentError` for a missing, unreadable, encrypted or
-    empty file, and :class:`~colpali_milvus.errors.InvalidInputError` for reserved metadata keys.
-    """
-    return PdfDocument(
-        path, dpi=dpi, max_pixels=max_pixels, password=password, extract_text=extract_text, metadata=metadata
-    )
+#: Open a PDF without rendering a page: the :class:`PdfDocument` constructor under its verb's name.
+open_pdf = PdfDocument
 
 
 def read_pdf(
