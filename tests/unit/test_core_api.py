@@ -131,3 +131,17 @@ def test_an_adapter_folder_is_followed_to_its_base_config(tmp_path: Path) -> Non
     assert read_checkpoint_config(str(adapter))["model_type"] == "paligemma"
     with pytest.raises(ModelError):
         read_checkpoint_config(str(tmp_path))  # neither config
+
+
+def test_the_store_index_and_cli_default_to_one_database_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    import inspect
+
+    monkeypatch.delenv("COLPALI_MILVUS_URI", raising=False)
+    from colpali_milvus import ColPaliIndex, MilvusMultiVectorStore
+    from colpali_milvus.cli import _parser
+
+    store_default = inspect.signature(MilvusMultiVectorStore).parameters["uri"].default
+    index_default = inspect.signature(ColPaliIndex.from_model).parameters["uri"].default
+    cli_default = _parser().parse_args(["info"]).uri
+    assert store_default == index_default == "colpali.db"
+    assert cli_default == "colpali.db"
