@@ -83,9 +83,6 @@ class PageVectorCache:
             self._snapshot = None
             self.version += 1
 
-    def clear(self) -> None:
-        self.remove(list(self._vectors))
-
     def ids(self) -> list[str]:
         with self._lock:
             return list(self._vectors)

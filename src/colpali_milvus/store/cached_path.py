@@ -64,6 +64,8 @@ class _CacheState:
 class CachedPath:
     """Candidates from per-page centroids, exact vectors from memory."""
 
+    name = "cached"
+
     def __init__(
         self,
         connection: MilvusConnection,

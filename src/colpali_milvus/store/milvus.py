@@ -390,7 +390,7 @@ class MilvusMultiVectorStore:
             index_type=str(index.get("index_type") or self.index.index_type),
             indexed_vectors=_optional_int(index.get("indexed_rows")),
             pending_index_vectors=_optional_int(index.get("pending_index_rows")),
-            search_path="cached" if isinstance(self._path, CachedPath) else "server",
+            search_path=self._path.name,
             pool_factor=self._pool_factor,
         )
 

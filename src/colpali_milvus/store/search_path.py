@@ -34,6 +34,8 @@ class Candidates:
 
 
 class SearchPath(Protocol):
+    name: str  # "cached" or "server", as StoreInfo reports it
+
     def candidates(self, query: FloatArray, k: int, where: str) -> Candidates:
         """At least ``k`` committed pages matching ``where`` (when that many exist), whole."""
         ...

@@ -35,6 +35,8 @@ _MAX_SEARCH_LIMIT = 16_384  # a server's top-k cap
 class ServerPath:
     """ANN candidates, then exact vectors fetched in query windows."""
 
+    name = "server"
+
     def __init__(
         self,
         connection: MilvusConnection,
