@@ -4,6 +4,7 @@
     colpali-milvus search "Which quarter had the highest revenue?" -k 5 --save-images hits/
     colpali-milvus info
     colpali-milvus delete reports/2023.pdf
+    colpali-milvus eval judged.jsonl --k 5,10 --compare rerank_depth=64,128,256
 
 Connection and model options may also come from the environment (``COLPALI_MILVUS_URI``,
 ``COLPALI_MILVUS_TOKEN``, ``COLPALI_MILVUS_COLLECTION``, ``COLPALI_MILVUS_IMAGE_DIR``,
@@ -250,6 +251,99 @@ def _delete(args: argparse.Namespace, out: TextIO) -> int:
     return status
 
 
+def _eval(args: argparse.Namespace, out: TextIO) -> int:
+    """Judged queries against the collection: quality, agreement with exhaustive MaxSim, latency."""
+    from colpali_milvus.eval import evaluate, parse_compare, read_judgments, read_query_vectors, resolve
+
+    configurations = parse_compare(args.compare)  # a mistyped option stops the run before anything opens
+    judgments = read_judgments(args.judgments, split=args.split, corpus_field=args.corpus_field)
+    if args.limit is not None:
+        if args.limit <= 0:
+            raise InvalidInputError(f"--limit must be positive, got {args.limit}")
+        judgments = judgments[: args.limit]
+    vectors = read_query_vectors(args.query_vectors) if args.query_vectors else None
+    _require_lite_file(args)
+    if vectors is None:
+        _check_device(args.device)
+    try:
+        with _open_collection(args) as collection:
+            # Unknown pages are reported before any weights load.
+            resolved = resolve(judgments, collection.store, allow_unknown=args.allow_unknown)
+            index = _open_index(args, create=False) if vectors is None else None
+            try:
+                with _StageBars(enabled=not args.json and not args.no_progress) as bars:
+                    report = evaluate(
+                        collection.store,
+                        resolved,
+                        query_vectors=vectors,
+                        embedder=index.embedder if index is not None else None,
+                        configurations=configurations,
+                        ks=args.k,
+                        exhaustive=not args.no_exhaustive,
+                        token=args.token,
+                        allow_unknown=args.allow_unknown,
+                        progress=bars,
+                    )
+            finally:
+                if index is not None:
+                    index.close()
+    except KeyboardInterrupt:
+        print("interrupted: nothing was measured (eval writes nothing)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if args.json:
+        out.write(report.to_json(per_query=args.per_query) + "\n")
+    else:
+        print(report.table(), file=out)
+    return EXIT_OK
+
+
+class _StageBars:
+    """``progress(stage, done, total)`` for eval: one tqdm bar per stage on stderr (none if disabled)."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self._enabled = enabled
+        self._stage: str | None = None
+        self._bar: Any = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self._enabled:
+            return
+        if stage != self._stage:
+            self.close()
+            try:
+                from tqdm import tqdm
+            except ImportError:  # tqdm comes with the colpali extra; without it, no bar
+                self._enabled = False
+                return
+            self._stage = stage
+            self._bar = tqdm(
+                total=total, desc=stage, unit="page" if "exhaustive" in stage else "query", file=sys.stderr
+            )
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> _StageBars:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _ks(text: str) -> tuple[int, ...]:
+    """``--k 5,10``: positive cut-offs."""
+    try:
+        values = tuple(sorted({int(part) for part in text.split(",") if part.strip()}))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"takes positive integers like 5,10, got {text!r}") from error
+    if not values or values[0] <= 0:
+        raise argparse.ArgumentTypeError(f"takes positive integers like 5,10, got {text!r}")
+    return values
+
+
 # -- plumbing ---------------------------------------------------------------------------------
 
 
@@ -460,6 +554,9 @@ _READ_EXIT = """\
 _DELETE_EXIT = """\
   0    pages of every source deleted; 1 error, or no pages of any source; 2 bad usage;
   3    pages of some sources deleted, none found of others (listed on stderr)"""
+_EVAL_EXIT = """\
+  0    measured; 1 error (a bad judgment file, naming its line; unknown pages; no such collection...);
+  2    bad usage; 130 interrupted (eval writes nothing)"""
 
 
 #: Help text laid out as written: the epilogs are tables.
@@ -589,6 +686,58 @@ def _parser() -> argparse.ArgumentParser:
     )
     delete.add_argument("--json", action="store_true", help="print the pages deleted per source as JSON")
     delete.epilog = _epilog(delete, exit_codes=_DELETE_EXIT)
+
+    evaluation = _command(
+        commands,
+        "eval",
+        _eval,
+        parents=[common, model],
+        help="measure retrieval quality and speed on judged queries",
+        description="Measure retrieval on judged queries: nDCG@k, recall@k, MRR and hit@1 against the "
+        "judgments, recall@k and top-k agreement against exact exhaustive MaxSim over the stored vectors, "
+        "and search latency p50/p95, for one or several store configurations side by side. Text queries "
+        "are embedded with the model the collection records.",
+    )
+    evaluation.add_argument(
+        "judgments",
+        metavar="JUDGMENTS",
+        help='a JSONL file ({"query": ..., "relevant": [{"source": ..., "page": ...}]} per line), '
+        "or a BEIR folder (queries.jsonl, qrels/<split>.tsv, corpus.jsonl optional) or its qrels .tsv",
+    )
+    evaluation.add_argument("--k", type=_ks, default=(5, 10), metavar="K[,K...]", help="cut-offs [5,10]")
+    evaluation.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="store options to compare (repeatable; every combination runs): any MilvusMultiVectorStore keyword, "
+        "e.g. rerank_depth, cache, candidates_per_vector, collection (another collection, e.g. a pooled one); "
+        "'default' leaves the option out [the store's defaults]",
+    )
+    evaluation.add_argument(
+        "--query-vectors",
+        metavar="NPZ",
+        help="query vectors (one (n_tokens, dim) array per query id) instead of embedding the texts: no model loads",
+    )
+    evaluation.add_argument("--split", help="the BEIR qrels split [the only one, or test]")
+    evaluation.add_argument(
+        "--corpus-field",
+        default="corpus_id",
+        help="the page metadata key BEIR corpus ids are matched with ('page_id': they are page ids) [%(default)s]",
+    )
+    evaluation.add_argument("--limit", type=int, metavar="N", help="only the first N judged queries")
+    evaluation.add_argument(
+        "--allow-unknown", action="store_true", help="leave out judged pages the collection lacks (else an error)"
+    )
+    evaluation.add_argument(
+        "--no-exhaustive",
+        action="store_true",
+        help="skip the exact exhaustive pass (it reads every stored vector: slow on a large server collection)",
+    )
+    evaluation.add_argument("--json", action="store_true", help="print the report as JSON")
+    evaluation.add_argument("--per-query", action="store_true", help="with --json: every query's pages and metrics")
+    evaluation.add_argument("--no-progress", action="store_true", help="no progress bar")
+    evaluation.epilog = _epilog(evaluation, exit_codes=_EVAL_EXIT)
 
     all_options = {option for option, _ in ENVIRONMENT.values()}
     parser.epilog = _epilog_for(all_options, _MAIN_EXIT)
