@@ -15,9 +15,9 @@ and the query vectors as an ``.npz`` keyed by query id (the model is not a ColPa
 the CLI cannot embed the terms itself). Then it runs the CLI::
 
     colpali-milvus eval judged.jsonl --uri r-exts.db --collection r_exts --query-vectors queries.npz \\
-        --k 1,5,10 --compare rerank_depth=default,8,32
+        --compare rerank_depth=default,8,32
 
-Arguments after ``--`` replace the ``--k``/``--compare`` part. Without ``--keep DIR`` everything is
+Arguments after ``--`` replace the ``--compare`` part. Without ``--keep DIR`` everything is
 written to a temporary folder and removed at the end.
 """
 
@@ -42,7 +42,7 @@ from colpali_milvus.cli import main as cli
 
 SOURCE = "R-exts.pdf"
 COLLECTION = "r_exts"
-DEFAULT_EVAL_ARGS = ["--k", "1,5,10", "--compare", "rerank_depth=default,8,32"]
+DEFAULT_EVAL_ARGS = ["--compare", "rerank_depth=default,8,32"]
 
 
 def write_inputs(folder: Path) -> tuple[Path, Path, Path]:
