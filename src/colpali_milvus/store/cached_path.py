@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from colpali_milvus.errors import InvalidInputError
 from colpali_milvus.search.pooling import DEFAULT_CENTROIDS
 from colpali_milvus.store import reads
 from colpali_milvus.store.cache import PageVectorCache
@@ -88,6 +89,11 @@ class CachedPath:
             cache = PageVectorCache(dim, n_centroids=n_centroids)
             shared.cache_state = _CacheState(cache, loaded=created and exclusive, loaded_from="new" if created else "")
         self._state: _CacheState = shared.cache_state
+        if self._state.cache.n_centroids != n_centroids:  # one copy per collection and process
+            raise InvalidInputError(
+                f"this process already searches {names.pages!r} with n_centroids="
+                f"{self._state.cache.n_centroids}; close those stores to use n_centroids={n_centroids}"
+            )
 
     @property
     def loaded_from(self) -> str:

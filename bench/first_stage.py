@@ -1,0 +1,102 @@
+"""The first stage in isolation: recall@5 against exhaustive MaxSim and latency, per corpus family.
+
+    python bench/first_stage.py lite patches 1000 --depths 128,256
+    python bench/first_stage.py server needle 200 --depths 32,96
+
+``lite`` searches the cached path's in-process copy directly (``PageVectorCache.search``, no Milvus
+request on the query path, as the Lite store does); ``server`` ingests into the real Milvus 2.3.5
+server of the tests (loopback) and searches with the store's default server path. 50 queries; prints
+one line per depth and appends JSON lines to ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from families import build_corpus
+
+from colpali_milvus.search.maxsim import maxsim_flat, page_offsets
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("path", choices=("lite", "server"))
+    parser.add_argument("family")
+    parser.add_argument("pages", type=int)
+    parser.add_argument("--depths", default="128")
+    parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    corpus = build_corpus(args.family, args.pages, args.queries, 0)
+    flat, offsets = np.concatenate(corpus.pages), page_offsets(corpus.pages)
+    exhaustive = [np.argsort(-maxsim_flat(q, flat, offsets), kind="stable")[:5].tolist() for q in corpus.queries]
+    depths = [int(d) for d in args.depths.split(",")]
+    search_at = _lite(corpus) if args.path == "lite" else _server(corpus)
+    for depth in depths:
+        search = search_at(depth)
+        search(corpus.queries[0])  # warm-up
+        recall, latency, agree = [], [], 0
+        for query, expected in zip(corpus.queries, exhaustive, strict=True):
+            started = time.perf_counter()
+            got = search(query)
+            latency.append(time.perf_counter() - started)
+            recall.append(len(set(got) & set(expected)) / 5)
+            agree += bool(got) and got[0] == expected[0]
+        result = {
+            "path": args.path,
+            "family": args.family,
+            "pages": args.pages,
+            "depth": depth,
+            "recall_at_5": round(float(np.mean(recall)), 3),
+            "hit_at_1_agrees": round(agree / len(recall), 3),
+            "p50_ms": round(float(np.median(latency)) * 1000, 1),
+            "p95_ms": round(float(np.percentile(latency, 95)) * 1000, 1),
+        }
+        print(" ".join(f"{key}={value}" for key, value in result.items()), flush=True)
+        if args.json:
+            with args.json.open("a", encoding="utf-8") as file:
+                file.write(json.dumps(result) + "\n")
+
+
+def _lite(corpus):  # type: ignore[no-untyped-def]
+    from colpali_milvus.store.cache import PageVectorCache
+
+    cache = PageVectorCache(corpus.dim)
+    for i, page in enumerate(corpus.pages):
+        cache.put(f"p{i}", page, {"digest": ""})
+
+    def at(depth: int):  # type: ignore[no-untyped-def]
+        return lambda query: [int(p[1:]) for p in cache.search(query, 5, depth).page_ids]
+
+    return at
+
+
+def _server(corpus):  # type: ignore[no-untyped-def]
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from colpali_milvus.store.milvus import MilvusMultiVectorStore
+    from milvus_server import EmbeddedMilvus
+
+    server = EmbeddedMilvus(Path(tempfile.mkdtemp()))
+    server.start()
+    store = MilvusMultiVectorStore(server.uri, collection_name="first_stage", dim=corpus.dim)
+    for start in range(0, len(corpus.pages), 16):
+        ids = [f"p{i}" for i in range(start, min(start + 16, len(corpus.pages)))]
+        store.add(corpus.pages[start : start + 16], ids=ids)
+    store.flush()
+    store.wait_for_index()
+
+    def at(depth: int):  # type: ignore[no-untyped-def]
+        searcher = MilvusMultiVectorStore(server.uri, collection_name="first_stage", rerank_depth=depth)
+        return lambda query: [int(hit.page_id[1:]) for hit in searcher.search(query, k=5)]
+
+    return at
+
+
+if __name__ == "__main__":
+    main()
