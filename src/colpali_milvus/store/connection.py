@@ -137,19 +137,13 @@ class MilvusConnection:
         self, collection: str, where: str, fields: Sequence[str], *, primary: str, consistency: str | None = None
     ) -> Iterator[list[dict[str, Any]]]:
         """Matching rows in batches of at most one query window, in primary key order."""
-        last: Any = None
-        while True:
-            bound = "" if last is None else f"{primary} > {_scalar_literal(last)}"
-            batch = self.query(
-                collection, join_clauses(where, bound), list({primary, *fields}), QUERY_WINDOW, consistency=consistency
-            )
-            if not batch:
-                return
-            batch.sort(key=lambda row: row[primary])
+
+        def fetch(window: str) -> tuple[list[dict[str, Any]], None]:
+            batch = self.query(collection, window, list({primary, *fields}), QUERY_WINDOW, consistency=consistency)
+            return sorted(batch, key=lambda row: row[primary]), None
+
+        for batch, _ in _by_primary_key(where, primary, fetch):
             yield batch
-            if len(batch) < QUERY_WINDOW:
-                return
-            last = batch[-1][primary]
 
     def iter_vector_rows(
         self,
@@ -163,29 +157,14 @@ class MilvusConnection:
     ) -> Iterator[tuple[list[dict[str, Any]], npt.NDArray[np.float32]]]:
         """Like :meth:`iter_rows`, with the float vectors of each batch as one ``(rows, dim)`` array.
 
-        Rows are in the order the server returned them (row ``i`` owns ``vectors[i]``); batches
-        page by primary key like :meth:`iter_rows`.
+        Rows are in the order the server returned them (row ``i`` owns ``vectors[i]``).
         """
-        last: Any = None
-        while True:
-            bound = "" if last is None else f"{primary} > {_scalar_literal(last)}"
-            rows, vectors = self.call(
-                "query",
-                partial(
-                    self._query_columns,
-                    collection,
-                    join_clauses(where, bound),
-                    [primary, *fields],
-                    vector_field,
-                    consistency,
-                ),
-            )
-            if not rows:
-                return
-            yield rows, vectors
-            if len(rows) < QUERY_WINDOW:
-                return
-            last = max(row[primary] for row in rows)
+
+        def fetch(window: str) -> tuple[list[dict[str, Any]], npt.NDArray[np.float32]]:
+            columns = partial(self._query_columns, collection, window, [primary, *fields], vector_field, consistency)
+            return self.call("query", columns)
+
+        return _by_primary_key(where, primary, fetch)
 
     def _query_columns(
         self, collection: str, where: str, fields: list[str], vector_field: str, consistency: str | None
@@ -396,6 +375,22 @@ class MilvusConnection:
                 self._client.load_collection(name)
             except MilvusException as error:
                 logger.debug("reloading %s: %s", name, error)
+
+
+def _by_primary_key(
+    where: str, primary: str, fetch: Callable[[str], tuple[list[dict[str, Any]], T]]
+) -> Iterator[tuple[list[dict[str, Any]], T]]:
+    """Page through ``where`` one query window at a time: each window starts past the last key read."""
+    last: Any = None
+    while True:
+        bound = "" if last is None else f"{primary} > {_scalar_literal(last)}"
+        rows, extra = fetch(join_clauses(where, bound))
+        if not rows:
+            return
+        yield rows, extra
+        if len(rows) < QUERY_WINDOW:
+            return
+        last = max(row[primary] for row in rows)
 
 
 def _consistency(level: str | None) -> dict[str, str]:
