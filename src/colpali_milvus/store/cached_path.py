@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from colpali_milvus.errors import InvalidInputError
 from colpali_milvus.search.pooling import DEFAULT_CENTROIDS
-from colpali_milvus.store import reads
+from colpali_milvus.store import lite, reads
 from colpali_milvus.store.cache import PageVectorCache
 from colpali_milvus.store.collections import CollectionNames, read_generation
 from colpali_milvus.store.connection import MilvusConnection
@@ -183,10 +183,11 @@ class CachedPath:
         vectors, orphans = reads.scan_vectors(self._connection, self._names, rows, state.cache.dim)
         if orphans:  # vector rows whose page was never committed (a crash): nobody else can be writing them
             logger.info("removing the vector rows of %d uncommitted pages", len(orphans))
-            self._connection.delete_ids([self._names.vectors], sorted(orphans))
+            self._connection.delete_ids([self._names.vectors, self._names.summaries], sorted(orphans))
         for page_id, page_vectors in vectors.items():
             state.cache.put(page_id, page_vectors, rows[page_id])
         state.loaded, state.loaded_from = True, "milvus"
+        lite.release_decoding_buffers()
         logger.info("loaded %d pages (%.0f MiB) into the vector cache", len(state.cache), state.cache.nbytes / 2**20)
 
     def _sync(self, state: _CacheState) -> None:

@@ -1,4 +1,4 @@
-"""Create, open and check the two collections of a store; what they record about themselves.
+"""Create, open and check the three collections of a store; what they record about themselves.
 
 A collection records its schema version, dim and model as properties of the pages collection, and
 a store refuses to open one that disagrees. On a server, every write also records a new
@@ -20,6 +20,7 @@ from colpali_milvus.store.schema import (
     SCALAR_INDEX_TYPES,
     SCALAR_INDEXED_FIELDS,
     SCHEMA_VERSION,
+    SUMMARY_FIELDS_SPEC,
     VECTOR_FIELDS_SPEC,
     IndexConfig,
     field_kind,
@@ -44,9 +45,14 @@ _PREFIX = "colpali_milvus."
 
 @dataclass(frozen=True, slots=True)
 class CollectionNames:
-    """The two Milvus collections behind a store named ``name``."""
+    """The three Milvus collections behind a store named ``name``."""
 
     name: str
+
+    @property
+    def all(self) -> tuple[str, str, str]:
+        """Every collection, in the order a page's rows leave them: its commit marker first."""
+        return (self.pages, self.vectors, self.summaries)
 
     @property
     def vectors(self) -> str:
@@ -55,6 +61,10 @@ class CollectionNames:
     @property
     def pages(self) -> str:
         return f"{self.name}_pages"
+
+    @property
+    def summaries(self) -> str:
+        return f"{self.name}_summaries"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +84,13 @@ def open_collections(
     index: IndexConfig,
     create: bool,
 ) -> OpenedCollection:
-    """Open both collections (checking what they record) or create them; loads them either way."""
-    has_pages, has_vectors = connection.has_collection(names.pages), connection.has_collection(names.vectors)
-    if has_pages and has_vectors:
-        return _check_existing(connection, names, dim, model_name)
-    if has_pages or has_vectors:
+    """Open the collections (checking what they record) or create them; loads them either way."""
+    present = [name for name in names.all if connection.has_collection(name)]
+    if names.pages in present:
+        return _check_existing(connection, names, dim, model_name, complete=len(present) == len(names.all))
+    if present:
         raise IndexMismatchError(
-            f"collection {names.name!r} is incomplete (only one of {names.pages!r}, {names.vectors!r} exists)"
+            f"collection {names.name!r} is incomplete (it has {', '.join(present)} but no {names.pages!r})"
         )
     if not create:
         raise StoreError(f"there is no collection {names.name!r} at {connection.display_uri}")
@@ -130,27 +140,29 @@ def _create(
     # Every index is built before the first load: a Milvus 2.3 server accepts a new index on a
     # loaded collection, then refuses to load that collection again ("can't change the index").
     connection.create_collection(names.vectors, VECTOR_FIELDS_SPEC, dim, auto_id=True)
+    connection.create_collection(names.summaries, SUMMARY_FIELDS_SPEC, dim, auto_id=True)
     connection.create_collection(names.pages, PAGE_FIELDS_SPEC, dim, auto_id=False)
     with connection.translate("create the collections"):
         for collection, field_name, kind, metric, params in (
             (names.vectors, "vector", index.index_type, index.metric_type, index.build_params),
+            (names.summaries, "centroid", index.index_type, index.metric_type, index.build_params),
             (names.pages, "pooled", "FLAT", "IP", {}),
         ):
             if not connection.create_index(collection, field_name, kind, metric_type=metric, params=dict(params)):
                 raise StoreError(f"Milvus at {connection.display_uri} refused a {kind} index on {collection}")
     has_inverted = connection.server_version() >= (2, 4)  # older servers know only the per-type indexes
-    for kind_name, collection in (("vectors", names.vectors), ("pages", names.pages)):
+    for kind_name, collection in (("vectors", names.vectors), ("pages", names.pages), ("summaries", names.summaries)):
         for field_name in SCALAR_INDEXED_FIELDS[kind_name]:
             index_types = SCALAR_INDEX_TYPES[field_kind(field_name)]
             _create_scalar_index(connection, collection, field_name, index_types if has_inverted else index_types[1:])
-    for collection in (names.vectors, names.pages):
+    for collection in names.all:
         connection.load(collection)
     # Recorded last: a collection with these properties is complete.
     properties = {f"{_PREFIX}schema_version": str(SCHEMA_VERSION), f"{_PREFIX}dim": str(dim)}
     if model_name:
         properties[f"{_PREFIX}model"] = model_name
     connection.set_properties(names.pages, properties)
-    logger.info("created collections %s and %s (dim=%d)", names.vectors, names.pages, dim)
+    logger.info("created collections %s (dim=%d)", ", ".join(names.all), dim)
 
 
 def _create_scalar_index(
@@ -165,7 +177,7 @@ def _create_scalar_index(
 
 
 def _check_existing(
-    connection: MilvusConnection, names: CollectionNames, dim: int | None, model_name: str | None
+    connection: MilvusConnection, names: CollectionNames, dim: int | None, model_name: str | None, *, complete: bool
 ) -> OpenedCollection:
     properties = {
         key[len(_PREFIX) :]: value
@@ -178,6 +190,8 @@ def _check_existing(
             f"collection {names.name!r} has schema version {recorded_version!r}; this "
             f"colpali-milvus writes version {SCHEMA_VERSION} (re-index into a new collection)"
         )
+    if not complete:
+        raise IndexMismatchError(f"collection {names.name!r} is incomplete (one of {', '.join(names.all)} is missing)")
     recorded_dim = int(properties["dim"])
     if dim is not None and dim != recorded_dim:
         raise IndexMismatchError(f"collection {names.name!r} holds {recorded_dim}-d vectors, not {dim}-d")
@@ -185,7 +199,7 @@ def _check_existing(
     if model_name:
         claim_model(connection, names, recorded_model, model_name)
         recorded_model = model_name
-    for collection in (names.vectors, names.pages):
+    for collection in names.all:
         connection.load(collection)
     pool_factor = int(properties["pool_factor"]) if properties.get("pool_factor") else None
     return OpenedCollection(recorded_dim, recorded_model, created=False, pool_factor=pool_factor)

@@ -259,7 +259,7 @@ class MilvusConnection:
         for spec in fields:
             params = dict(spec.params)
             if spec.kind.endswith("_VECTOR"):
-                params["dim"] = dim
+                params.setdefault("dim", dim)
             schema.add_field(spec.name, getattr(DataType, spec.kind), is_primary=spec.is_primary, **params)
         self.call(
             "create the collection",
@@ -293,6 +293,8 @@ class MilvusConnection:
 
     def load(self, collection: str) -> None:
         self.call("load the collection", lambda: self._client.load_collection(collection))
+        if self.is_lite:
+            lite.release_decoding_buffers()
 
     def properties(self, collection: str) -> dict[str, str]:
         description = self.call("read the collection settings", lambda: self._client.describe_collection(collection))

@@ -7,6 +7,8 @@ database to the lock counting, the shared vector cache and Milvus Lite's own ser
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import re
 import threading
@@ -26,6 +28,7 @@ __all__ = [
     "is_lite_uri",
     "lite_file_locked",
     "normalise_uri",
+    "release_decoding_buffers",
     "release_lite_database",
     "silence_unimplemented_calls",
 ]
@@ -176,3 +179,20 @@ def silence_unimplemented_calls() -> None:
     logger = logging.getLogger("grpc._server")
     if _filter not in logger.filters:
         logger.addFilter(_filter)
+
+
+def release_decoding_buffers() -> None:
+    """Hand back the memory Milvus Lite's Parquet reads leave behind in this process.
+
+    Milvus Lite 3 reads a collection's Parquet files through pyarrow, whose allocator keeps the
+    decoding buffers (measured: 200-300 MB per 200 ColPali pages) until asked; glibc likewise keeps
+    freed heap. Called after loading, so the process holds what it uses, not what it once decoded.
+    """
+    try:
+        import pyarrow
+    except ImportError:  # not Milvus Lite 3's engine: nothing of ours to hand back
+        pass
+    else:
+        pyarrow.default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

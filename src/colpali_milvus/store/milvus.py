@@ -40,7 +40,15 @@ from colpali_milvus.store.collections import (
 )
 from colpali_milvus.store.connection import MilvusConnection, redact_uri
 from colpali_milvus.store.filters import Filter, compile_filter, join_clauses
-from colpali_milvus.store.rows import as_vectors, build_records, hit_metadata, page_row, stored_page, vector_rows
+from colpali_milvus.store.rows import (
+    as_vectors,
+    build_records,
+    hit_metadata,
+    page_row,
+    stored_page,
+    summary_rows,
+    vector_rows,
+)
 from colpali_milvus.store.schema import SCHEMA_VERSION, IndexConfig
 from colpali_milvus.store.search_path import SearchPath
 from colpali_milvus.store.server_path import ServerPath
@@ -78,15 +86,18 @@ class MilvusMultiVectorStore:
         uri: a ``*.db`` path for Milvus Lite (embedded, the default), or ``http://host:19530`` for a
             Milvus server / cluster, or a Zilliz Cloud endpoint. Same code for all.
         token: ``"user:password"`` or an API key for a server or Zilliz Cloud. Never logged.
-        collection_name: prefix of the two collections (``<name>_vectors``, ``<name>_pages``).
+        collection_name: prefix of the three collections (``<name>_vectors``, ``<name>_pages``,
+            ``<name>_summaries``).
         dim: vector dimension; ``None`` takes the existing collection's, or 128 for a new one.
         model_name: the embedding model; recorded in a new collection and checked on reopen.
-        index: ANN index of the vectors collection.
-        candidates_per_vector: ANN hits gathered per query vector in the first stage (without cache).
-        rerank_depth: how many candidate pages (at least ``k``) are rescored by exact MaxSim. ``None``
-            (default): with the cache, it grows with the searched pages (1 in 20, at least 128, at
-            most 1,024), since centroid scores separate fewer pages as the corpus grows; without the
-            cache, where every candidate's vectors are fetched from the server, 96.
+        index: ANN index of the vectors collection (and of the page centroids in the summaries collection).
+        candidates_per_vector: ANN hits gathered per query vector from the page vectors and from the
+            page centroids in the first stage (without cache).
+        rerank_depth: how many candidate pages (at least ``k``) are ranked beyond the first stage.
+            With the cache they are rescored by exact MaxSim; ``None`` (default) grows the depth with
+            the searched pages (1 in 20, at least 128, at most 1,024), since centroid scores separate
+            fewer pages as the corpus grows. Without the cache they are ranked on their int8 codes read
+            from the server and the best ``k + 3`` rescored exactly; ``None``: 96.
         cache: search an in-process copy of the pages instead of issuing Milvus requests (see
             :mod:`colpali_milvus.store.cached_path`). ``None`` (default) turns it on for Milvus Lite,
             which one process owns, and off for a server, where it costs every serving process a
@@ -110,7 +121,7 @@ class MilvusMultiVectorStore:
         dim: int | None = None,
         model_name: str | None = None,
         index: IndexConfig | None = None,
-        candidates_per_vector: int = 50,
+        candidates_per_vector: int = 100,
         rerank_depth: int | None = None,
         cache: bool | None = None,
         n_centroids: int = DEFAULT_CENTROIDS,
@@ -265,9 +276,10 @@ class MilvusMultiVectorStore:
             # crash before their commit marker, must not mix with the new rows.
             stale = self._path.ids_to_clear(ids)
             if stale:
-                self._connection.delete_ids([self._names.pages, self._names.vectors], stale)
+                self._connection.delete_ids(self._names.all, stale)
                 self._path.deleted(stale)
             self._connection.insert(self._names.vectors, vector_rows(records))
+            self._connection.insert(self._names.summaries, summary_rows(records))
             # Page rows last: they are the commit markers that make pages visible to search.
             # Upserted, not inserted: a Milvus server keeps both rows of a duplicated primary key
             # and answers queries and searches from different ones.
@@ -307,18 +319,18 @@ class MilvusMultiVectorStore:
             )
             if targets:
                 self._path.before_write()
-                # Page rows first: the pages stop being visible before their vectors go.
-                self._connection.delete_ids([self._names.pages, self._names.vectors], targets)
+                # Page rows first: the pages stop being visible before their other rows go.
+                self._connection.delete_ids(self._names.all, targets)
                 self._path.deleted(targets)
                 self._announce()
         return targets
 
     def drop(self) -> None:
-        """Drop both collections (every page, irreversibly)."""
+        """Drop the store's collections (every page, irreversibly)."""
         with self._write_lock():
             self._path.before_write()
             self._path.deleted(self.page_ids())
-            for name in (self._names.pages, self._names.vectors):
+            for name in self._names.all:
                 self._connection.drop(name)
 
     # -- reads --------------------------------------------------------------------------------

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from colpali_milvus.search import codes
 from colpali_milvus.store import connection as conn
 from colpali_milvus.store.collections import CollectionNames
 from colpali_milvus.store.connection import MilvusConnection, batches, in_ids
 from colpali_milvus.store.rows import vector_digest
-from colpali_milvus.store.schema import PAGE_ROW_FIELDS, VECTOR_ROW_FIELDS
+from colpali_milvus.store.schema import CODE_ROW_FIELDS, PAGE_ROW_FIELDS, VECTOR_ROW_FIELDS
 
 _VECTOR_ROW_SCALARS = [name for name in VECTOR_ROW_FIELDS if name != "vector"]
+_CODE_PAGES_PER_REQUEST = 12  # ~2 MB of ColPali codes per response
+PARALLEL_READS = 3  # requests in flight at once: the server works on one while the client decodes another
 
-__all__ = ["PageRows", "page_ids", "page_rows", "page_vectors", "scan_vectors"]
+__all__ = ["PARALLEL_READS", "PageRows", "iter_page_codes", "page_ids", "page_rows", "page_vectors", "scan_vectors"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,19 +47,21 @@ def page_rows(
     names: CollectionNames,
     ids: Sequence[str] | None = None,
     *,
+    fields: Sequence[str] = PAGE_ROW_FIELDS,
     consistency: str | None = None,
 ) -> PageRows:
     """Committed page rows by id: of ``ids`` (in their order; uncommitted ids dropped), or all.
 
-    ``consistency``: a Milvus consistency level for the reads (``None``: the collection's, Strong).
+    ``fields``: the columns to read (``page_id`` always comes back). ``consistency``: a Milvus
+    consistency level for the reads (``None``: the collection's, Strong).
     """
     if ids is None:
-        rows = connection.query_all(names.pages, "", PAGE_ROW_FIELDS, primary="page_id")
+        rows = connection.query_all(names.pages, "", list(fields), primary="page_id")
         return {str(row["page_id"]): row for row in rows}
     found: PageRows = {}
     for batch in batches(list(dict.fromkeys(ids)), conn.ID_BATCH):
         for row in connection.query(
-            names.pages, in_ids(batch), PAGE_ROW_FIELDS, limit=len(batch), consistency=consistency
+            names.pages, in_ids(batch), list(fields), limit=len(batch), consistency=consistency
         ):
             found[str(row["page_id"])] = row
     return {page_id: found[page_id] for page_id in ids if page_id in found}
@@ -68,16 +74,78 @@ def page_vectors(
     dim: int,
     *,
     consistency: str | None = None,
+    parallel: int = 1,
 ) -> dict[str, FloatArray]:
-    """The verified vectors of the given committed pages, fetched in groups that fit a query window."""
+    """The verified vectors of the given committed pages, fetched in groups that fit a query window.
+
+    ``parallel``: split the pages into at least that many groups and read up to
+    :data:`PARALLEL_READS` of them at once (a search reading a few pages waits less).
+    """
     buffers = _buffers(rows, dim)
     filled: dict[str, set[int]] = {page_id: set() for page_id in rows}
-    for group in _windows(rows):
-        for batch, vectors in connection.iter_vector_rows(
-            names.vectors, in_ids(group), _VECTOR_ROW_SCALARS, "vector", primary="pk", consistency=consistency
-        ):
-            _place(batch, vectors, buffers, filled)
+
+    def fetch(group: list[str]) -> list[tuple[list[dict[str, Any]], FloatArray]]:
+        where = in_ids(group)
+        return list(
+            connection.iter_vector_rows(
+                names.vectors, where, _VECTOR_ROW_SCALARS, "vector", primary="pk", consistency=consistency
+            )
+        )
+
+    groups = list(_windows(rows, max_pages=max(1, -(-len(rows) // max(parallel, 1)))))
+    with ThreadPoolExecutor(min(PARALLEL_READS, max(parallel, 1))) as pool:
+        for fetched in pool.map(fetch, groups):
+            for batch, vectors in fetched:
+                _place(batch, vectors, buffers, filled)
     return _whole(buffers, filled, rows)
+
+
+def iter_page_codes(
+    connection: MilvusConnection,
+    names: CollectionNames,
+    page_ids: Sequence[str],
+    dim: int,
+    *,
+    consistency: str | None = None,
+) -> Iterator[list[tuple[str, str, FloatArray]]]:
+    """The decoded rerank codes of pages, as ``(page_id, digest, (n, dim) approximate vectors)``.
+
+    Yields one list per request, in order, while the next requests are in flight (codes are read
+    :data:`PARALLEL_READS` requests at a time). ``digest`` is that of the float32 vectors the codes
+    were made from: the caller uses a page's codes only if it matches the committed page row's.
+    A page whose codes are incomplete or do not decode is left out (its caller reads its floats).
+    """
+
+    def fetch(batch: list[str]) -> list[dict[str, Any]]:
+        where = f"({in_ids(batch)}) and part >= 0"  # the summary rows that carry codes
+        fields, limit = CODE_ROW_FIELDS, conn.QUERY_WINDOW
+        return connection.query(names.summaries, where, fields, limit=limit, consistency=consistency)
+
+    with ThreadPoolExecutor(PARALLEL_READS) as pool:
+        for rows in pool.map(fetch, batches(list(dict.fromkeys(page_ids)), _CODE_PAGES_PER_REQUEST)):
+            yield _decoded(rows, dim)
+
+
+def _decoded(rows: Sequence[Mapping[str, Any]], dim: int) -> list[tuple[str, str, FloatArray]]:
+    chunks: dict[tuple[str, str], dict[int, str]] = {}  # by page and digest: a replaced page may show both
+    parts: dict[tuple[str, str], int] = {}
+    for row in rows:
+        key = (str(row["page_id"]), str(row["digest"]))
+        chunks.setdefault(key, {})[int(row["part"])] = str(row["codes"])
+        parts[key] = int(row["parts"])
+    decoded = []
+    for key, found in chunks.items():
+        if sorted(found) != list(range(parts[key])):
+            continue
+        try:
+            blob = codes.from_chunks([found[part] for part in range(parts[key])])
+            n, remainder = divmod(len(blob), 4 + dim)
+            if remainder or not n:
+                raise ValueError(f"{len(blob)} bytes are not whole {dim}-d codes")
+            decoded.append((*key, codes.decode(blob, n, dim)))
+        except ValueError:  # damaged text: the page is ranked on its float vectors instead
+            logger.warning("ignoring the rerank codes of page %s: they do not decode", key[0])
+    return decoded
 
 
 def scan_vectors(
@@ -141,13 +209,13 @@ def _verified(page_id: str, vectors: FloatArray, row: Mapping[str, Any]) -> bool
     return False
 
 
-def _windows(pages: Mapping[str, Mapping[str, Any]]) -> Iterator[list[str]]:
+def _windows(pages: Mapping[str, Mapping[str, Any]], *, max_pages: int = conn.ID_BATCH) -> Iterator[list[str]]:
     """Group page ids so each group's vector rows fit one query window (a big page goes alone)."""
     group: list[str] = []
     rows = 0
     for page_id, row in pages.items():
         n = int(row["n_vectors"])
-        if group and (rows + n > conn.QUERY_WINDOW or len(group) == conn.ID_BATCH):
+        if group and (rows + n > conn.QUERY_WINDOW or len(group) == min(max_pages, conn.ID_BATCH)):
             yield group
             group, rows = [], 0
         group.append(page_id)

@@ -19,6 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from colpali_milvus.errors import InvalidInputError
+from colpali_milvus.search import codes
+from colpali_milvus.search.pooling import pool_page
 from colpali_milvus.store.schema import (
     INT64_MAX,
     INT64_MIN,
@@ -33,6 +35,7 @@ __all__ = [
     "PageRecord",
     "as_vectors",
     "build_records",
+    "summary_rows",
     "hit_metadata",
     "page_row",
     "stored_page",
@@ -111,6 +114,25 @@ def vector_rows(records: Sequence[PageRecord]) -> Iterator[dict[str, Any]]:
     for record in records:
         for seq, vector in enumerate(record.vectors.tolist()):  # plain lists insert fastest
             yield {"page_id": record.page_id, "seq_id": seq, "vector": vector}
+
+
+def summary_rows(records: Sequence[PageRecord]) -> Iterator[dict[str, Any]]:
+    """Each page's summary rows: one per centroid, the first few also carrying its rerank codes.
+
+    Every row records the digest of the vectors it was made from.
+    """
+    for record in records:
+        chunks = codes.to_chunks(codes.encode(record.vectors))
+        centroids = pool_page(record.vectors).tolist()
+        for row in range(max(len(centroids), len(chunks))):
+            yield {
+                "page_id": record.page_id,
+                "part": row if row < len(chunks) else -1,
+                "parts": len(chunks),
+                "digest": record.row["digest"],
+                "codes": chunks[row] if row < len(chunks) else "",
+                "centroid": centroids[row % len(centroids)],  # a huge page's extra code rows repeat one
+            }
 
 
 def page_row(record: PageRecord) -> dict[str, Any]:

@@ -1,10 +1,15 @@
-"""The two collections behind one store, described as data: every column list derives from here.
+"""The three collections behind one store, described as data: every column list derives from here.
 
 ``<name>_vectors`` holds one row per page vector (the flattened multi-vector of the Milvus ColPali
 tutorial): page id, position and vector, nothing else. ``<name>_pages`` holds one row per page: its
-metadata, text, vector count, content digest and a pooled vector; filters are evaluated there. A
-page row is written only after all of the page's vector rows, so it doubles as the page's commit
-marker: search never returns a page without one, and the digest proves which vectors it commits.
+metadata, text, vector count, content digest and a pooled vector; filters are evaluated there.
+``<name>_summaries`` holds what the server search path ranks pages by before it reads any float
+vectors: one row per page centroid (:func:`colpali_milvus.search.pooling.pool_page`, searched by
+ANN), the first few of which also carry the page's int8 rerank codes
+(:mod:`colpali_milvus.search.codes`) as text, and every row the digest of the vectors it was made
+from. A page row is written only after all of the page's vector and summary rows, so it doubles as
+the page's commit marker: search never returns a page without one, the digest proves which vectors
+it commits, and summaries whose digest differs are not used.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "CODE_ROW_FIELDS",
+    "SUMMARY_FIELDS_SPEC",
     "FILTER_COLUMN_TYPES",
     "INT64_MAX",
     "INT64_MIN",
@@ -34,8 +41,8 @@ __all__ = [
 ]
 
 #: Bumped whenever the collections' layout changes; a store refuses to open another version.
-#: 2: page rows carry a digest of their vectors.
-SCHEMA_VERSION = 2
+#: 2: page rows carry a digest of their vectors. 3: the summaries collection (centroids, codes).
+SCHEMA_VERSION = 3
 
 MAX_ID_LENGTH = 128
 MAX_SOURCE_LENGTH = 4096
@@ -70,6 +77,16 @@ VECTOR_FIELDS_SPEC = (
     FieldSpec("vector", "FLOAT_VECTOR"),  # dim set per store
 )
 
+SUMMARY_FIELDS_SPEC = (
+    FieldSpec("pk", "INT64", is_primary=True),  # auto id
+    FieldSpec("page_id", "VARCHAR", {"max_length": MAX_ID_LENGTH}),
+    FieldSpec("part", "INT32"),  # position of this row's chunk in the page's code blob; -1: no chunk
+    FieldSpec("parts", "INT32"),  # how many rows the blob spans
+    FieldSpec("digest", "VARCHAR", {"max_length": 64}),  # of the float32 vectors this row was made from
+    FieldSpec("codes", "VARCHAR", {"max_length": 65_535}),  # base64; "" where part is -1
+    FieldSpec("centroid", "FLOAT_VECTOR"),  # one of the page's centroids; dim set per store
+)
+
 PAGE_FIELDS_SPEC = (
     FieldSpec("page_id", "VARCHAR", {"max_length": MAX_ID_LENGTH}, is_primary=True, python_type=str),
     *METADATA_COLUMNS,
@@ -89,6 +106,7 @@ FILTER_COLUMN_TYPES: dict[str, type] = {
 #: What is read back of a page row: every column but the pooled vector.
 PAGE_ROW_FIELDS: tuple[str, ...] = tuple(spec.name for spec in PAGE_FIELDS_SPEC if not spec.kind.endswith("_VECTOR"))
 VECTOR_ROW_FIELDS: tuple[str, ...] = ("page_id", "seq_id", "vector")
+CODE_ROW_FIELDS: tuple[str, ...] = ("page_id", "part", "parts", "digest", "codes")  # a summary row, less its centroid
 
 
 # Scalar indexes that make page-id and source filters cheap on large collections. INVERTED is the
@@ -97,6 +115,7 @@ VECTOR_ROW_FIELDS: tuple[str, ...] = ("page_id", "seq_id", "vector")
 SCALAR_INDEXED_FIELDS = {
     "vectors": ("page_id",),
     "pages": ("doc_id", "source"),
+    "summaries": ("page_id",),
 }
 SCALAR_INDEX_TYPES = {
     "VARCHAR": ("INVERTED", "Trie"),
@@ -105,7 +124,8 @@ SCALAR_INDEX_TYPES = {
 
 
 def field_kind(name: str) -> str:
-    return next(spec.kind for spec in (*VECTOR_FIELDS_SPEC, *PAGE_FIELDS_SPEC) if spec.name == name)
+    specs = (*VECTOR_FIELDS_SPEC, *PAGE_FIELDS_SPEC, *SUMMARY_FIELDS_SPEC)
+    return next(spec.kind for spec in specs if spec.name == name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,24 +1,35 @@
-"""The server search path: candidate pages from ANN in Milvus, scored exactly in bound order.
+"""The server search path: candidate pages from ANN in Milvus, ranked on codes, scored exactly.
 
-One ANN request carries every query vector; its hits bound every page's MaxSim from above (see
-:mod:`~colpali_milvus.search.bounds`), and ``rerank_depth`` pages are read back and scored exactly,
-best bound first, one query window at a time. The ANN index is approximate (HNSW), so its bounds
-only order the pages: stopping on them lost recall on near-tied pages (issue 10's ``needle``
-corpus), so every search reads its whole depth. Pages that no query vector hit follow in the
-order of a search of the pages' pooled vectors, so a search returns ``k`` pages whenever ``k``
-pages match. Nothing is kept between searches: other processes may write to a server's collection at any
-time.
+Three steps, each reading less per page than the one before it reads in all:
+
+1. **Candidates.** Two ANN requests carry every query vector: one over the page vectors, whose hits
+   bound every page's MaxSim from above (see :mod:`~colpali_milvus.search.bounds`) and find pages
+   by single patches, and one over the page centroids (the summaries collection), which finds a
+   page by what sets it apart when most of its patches look like every other page's (forms,
+   templates: HNSW neighbours of near-duplicate patches miss it). Pages are taken alternately best
+   bound first and best centroid MaxSim first, up to ``rerank_depth``. Pages neither request
+   reached follow in the order of a search of the pages' pooled vectors, so a search returns ``k``
+   pages whenever ``k`` pages match.
+2. **Codes.** Each candidate's int8 rerank codes (:mod:`~colpali_milvus.search.codes`, about
+   180 kB of text for a ColPali page, against 530 kB of float32 rows that a server returns four
+   times slower per byte) give a MaxSim within ~0.01 of the exact one.
+3. **Exact.** The best ``k + EXACT_EXTRA`` pages by that score, and any candidate whose codes are
+   missing or stale, are read back whole (digest-verified) and scored by exact MaxSim.
+
+Nothing is kept between searches: other processes may write to a server's collection at any time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from itertools import zip_longest
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from colpali_milvus.search.bounds import certified_top_k, hit_bounds
+from colpali_milvus.search.bounds import hit_bounds
 from colpali_milvus.search.candidates import rank_candidates
 from colpali_milvus.search.maxsim import maxsim_flat, page_offsets
 from colpali_milvus.store import reads
@@ -28,13 +39,16 @@ from colpali_milvus.store.rows import PageRecord
 from colpali_milvus.store.schema import IndexConfig
 from colpali_milvus.store.search_path import Candidates
 
-__all__ = ["SERVER_RERANK_DEPTH", "ServerPath"]
+__all__ = ["EXACT_EXTRA", "SERVER_RERANK_DEPTH", "ServerPath"]
 
 FloatArray = npt.NDArray[np.float32]
 
-SERVER_RERANK_DEPTH = 96  # the most pages one search reads back
-_READ_BATCH = 15  # pages read back and scored per step (about one query window of ColPali pages)
+SERVER_RERANK_DEPTH = 96  # candidate pages ranked on their codes per search
+# Pages beyond k scored exactly: on the benchmark families at 1,000 pages, exhaustive MaxSim's top 5
+# always lay within the int8 codes' top 8.
+EXACT_EXTRA = 3
 _MAX_SEARCH_LIMIT = 16_384  # a server's top-k cap
+_RANK_FIELDS = ("page_id", "n_vectors", "digest")  # what ranking on codes needs of a page row
 # A Strong read waits for the server's next time tick: 0.2-0.4 s per request on Milvus 2.3, which a
 # search pays on every request. Session reads see every write of this process at once, and other
 # processes' writes once the server has applied them (a page seen half-applied fails its digest
@@ -43,7 +57,7 @@ SEARCH_CONSISTENCY = "Session"
 
 
 class ServerPath:
-    """ANN candidates, then exact vectors fetched in query windows."""
+    """ANN candidates, ranked on their codes; the best few read back and scored exactly."""
 
     name = "server"
 
@@ -54,7 +68,7 @@ class ServerPath:
         *,
         dim: int,
         index: IndexConfig,
-        candidates_per_vector: int = 50,
+        candidates_per_vector: int = 100,
         rerank_depth: int | None = None,
     ) -> None:
         self._connection = connection
@@ -65,46 +79,44 @@ class ServerPath:
         self._rerank_depth = rerank_depth or SERVER_RERANK_DEPTH
 
     def candidates(self, query: FloatArray, k: int, where: str) -> Candidates:
-        budget = min(max(k, self._rerank_depth), _MAX_SEARCH_LIMIT)
+        depth = min(max(k, self._rerank_depth), _MAX_SEARCH_LIMIT)
         ann_filter = ""
         if where:
             allowed = reads.page_ids(self._connection, self._names, where, consistency=SEARCH_CONSISTENCY)
             if not allowed:
                 return _empty(self._dim)
             ann_filter = in_ids(allowed)
-        hits = self._search_vectors(query, ann_filter)
-        floors = [min((similarity for _, similarity in row), default=0.0) for row in hits]
-        bounds = hit_bounds(hits, floors)
-
-        def ordered() -> Iterator[tuple[str, float]]:
-            yield from ((page_id, bounds.upper[page_id]) for page_id in bounds.order)
-            # Pages no query vector hit: in the order of their pooled vectors (one more request).
-            pooled = rank_candidates(self._search_pooled(query, where, budget), budget)
-            yield from ((page_id, bounds.floor) for page_id in pooled if page_id not in bounds.upper)
-
-        pages: dict[str, tuple[dict[str, Any], FloatArray]] = {}
-
-        def score(page_ids: list[str]) -> npt.NDArray[np.float32]:
-            consistency = SEARCH_CONSISTENCY
-            rows = reads.page_rows(self._connection, self._names, page_ids, consistency=consistency)  # committed only
-            vectors = reads.page_vectors(self._connection, self._names, rows, self._dim, consistency=consistency)
-            pages.update((page_id, (rows[page_id], vectors[page_id])) for page_id in vectors)
-            found = [page_id for page_id in page_ids if page_id in vectors]
-            blocks = [vectors[page_id] for page_id in found]
-            exact = maxsim_flat(query, np.concatenate(blocks), page_offsets(blocks)) if blocks else np.empty(0)
-            by_id = dict(zip(found, exact.tolist(), strict=True))
-            return np.array([by_id.get(page_id, -np.inf) for page_id in page_ids], dtype=np.float32)
-
-        best = certified_top_k(ordered(), score, k, budget=budget, batch=_READ_BATCH, stop_early=False)
-        if not best.page_ids:
-            return _empty(self._dim)
-        blocks = [pages[page_id][1] for page_id in best.page_ids]
-        return Candidates(
-            best.page_ids,
-            np.concatenate(blocks),
-            page_offsets(blocks),
-            [pages[page_id][0] for page_id in best.page_ids],
+        with ThreadPoolExecutor(2) as pool:  # the two ANN requests, at once
+            centroid_hits = pool.submit(self._search_centroids, query, ann_filter)
+            hits = self._search_vectors(query, ann_filter)
+            by_centroids = rank_candidates(centroid_hits.result(), depth)
+        bounds = hit_bounds(hits, [min((similarity for _, similarity in row), default=0.0) for row in hits])
+        ids = list(dict.fromkeys(page_id for pair in zip_longest(bounds.order, by_centroids) for page_id in pair))
+        ids = [page_id for page_id in ids if page_id is not None][:depth]
+        if len(ids) < depth:  # pages no query vector hit, in the order of their pooled vectors
+            taken = set(ids)
+            pooled = rank_candidates(self._search_pooled(query, where, depth), depth)
+            ids += [page_id for page_id in pooled if page_id not in taken][: depth - len(ids)]
+        connection, names, consistency = self._connection, self._names, SEARCH_CONSISTENCY
+        lean = reads.page_rows(connection, names, ids, fields=_RANK_FIELDS, consistency=consistency)  # committed
+        approximate: dict[str, float] = {}
+        for batch in reads.iter_page_codes(connection, names, list(lean), self._dim, consistency=consistency):
+            usable = [(page_id, vectors) for page_id, digest, vectors in batch if lean[page_id]["digest"] == digest]
+            if usable:  # scored while the next batches are read
+                blocks = [vectors for _, vectors in usable]
+                scores = maxsim_flat(query, np.concatenate(blocks), page_offsets(blocks))  # (pages,)
+                approximate.update(zip((page_id for page_id, _ in usable), scores.tolist(), strict=True))
+        ranked = sorted(approximate, key=approximate.__getitem__, reverse=True)  # stable: bound order breaks ties
+        exact_ids = [page_id for page_id in lean if page_id not in approximate] + ranked[: k + EXACT_EXTRA]
+        rows = reads.page_rows(connection, names, exact_ids, consistency=consistency)
+        vectors = reads.page_vectors(
+            connection, names, rows, self._dim, consistency=consistency, parallel=reads.PARALLEL_READS
         )
+        found = [page_id for page_id in exact_ids if page_id in vectors]
+        if not found:
+            return _empty(self._dim)
+        blocks = [vectors[page_id] for page_id in found]
+        return Candidates(found, np.concatenate(blocks), page_offsets(blocks), [rows[page_id] for page_id in found])
 
     def existing(self, page_ids: Sequence[str]) -> set[str]:
         return set(reads.page_rows(self._connection, self._names, list(page_ids)))
@@ -131,11 +143,17 @@ class ServerPath:
     def _search_vectors(self, query: FloatArray, where: str) -> list[list[tuple[str, float]]]:
         """One ANN request for all query vectors: per query vector, ``(page_id, similarity)`` hits."""
         limit = self._candidates_per_vector
+        return self._search(self._names.vectors, "vector", query, limit, where, self._ann_params(limit))
+
+    def _search_centroids(self, query: FloatArray, where: str) -> list[list[tuple[str, float]]]:
+        limit = self._candidates_per_vector
+        return self._search(self._names.summaries, "centroid", query, limit, where, self._ann_params(limit))
+
+    def _ann_params(self, limit: int) -> dict[str, Any]:
         params = dict(self._index.search_params)
         if "ef" in params:
             params["ef"] = max(int(params["ef"]), limit)  # HNSW needs ef >= limit
-        search_params: dict[str, Any] = {"metric_type": self._index.metric_type, "params": params}
-        return self._search(self._names.vectors, "vector", query, limit, where, search_params)
+        return {"metric_type": self._index.metric_type, "params": params}
 
     def _search_pooled(self, query: FloatArray, where: str, limit: int) -> list[list[tuple[str, float]]]:
         # The pooled vectors have their own FLAT/IP index (see collections.py).
