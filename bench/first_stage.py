@@ -2,6 +2,7 @@
 
     python bench/first_stage.py lite patches 1000 --depths 128,256
     python bench/first_stage.py server needle 200 --depths 32,96
+    python bench/first_stage.py server patches 1000 --depths 96 --settle 900
 
 ``lite`` searches the cached path's in-process copy directly (``PageVectorCache.search``, no Milvus
 request on the query path, as the Lite store does); ``server`` ingests into the real Milvus 2.3.5
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -32,12 +34,19 @@ def main() -> None:
     parser.add_argument("--depths", default="128")
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        help="server: after the index is built, wait up to this many seconds for the server to go idle "
+        "(it compacts segments for minutes after a large ingest; queries then measure the busy server)",
+    )
     args = parser.parse_args()
     corpus = build_corpus(args.family, args.pages, args.queries, 0)
     flat, offsets = np.concatenate(corpus.pages), page_offsets(corpus.pages)
     exhaustive = [np.argsort(-maxsim_flat(q, flat, offsets), kind="stable")[:5].tolist() for q in corpus.queries]
     depths = [int(d) for d in args.depths.split(",")]
-    search_at = _lite(corpus) if args.path == "lite" else _server(corpus)
+    search_at = _lite(corpus) if args.path == "lite" else _server(corpus, args.settle)
     for depth in depths:
         search = search_at(depth)
         search(corpus.queries[0])  # warm-up
@@ -77,7 +86,7 @@ def _lite(corpus):  # type: ignore[no-untyped-def]
     return at
 
 
-def _server(corpus):  # type: ignore[no-untyped-def]
+def _server(corpus, settle: float):  # type: ignore[no-untyped-def]
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from colpali_milvus.store.milvus import MilvusMultiVectorStore
     from milvus_server import EmbeddedMilvus
@@ -90,12 +99,31 @@ def _server(corpus):  # type: ignore[no-untyped-def]
         store.add(corpus.pages[start : start + 16], ids=ids)
     store.flush()
     store.wait_for_index()
+    _wait_until_idle(server._server.server_proc.pid, settle)
 
     def at(depth: int):  # type: ignore[no-untyped-def]
         searcher = MilvusMultiVectorStore(server.uri, collection_name="first_stage", rerank_depth=depth)
         return lambda query: [int(hit.page_id[1:]) for hit in searcher.search(query, k=5)]
 
     return at
+
+
+def _wait_until_idle(pid: int, limit: float, busy: float = 0.2, window: float = 10.0) -> None:
+    """Wait (at most ``limit`` seconds) until the process uses under ``busy`` of a core over ``window``."""
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def cpu_seconds() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = cpu_seconds()
+        time.sleep(window)
+        used = (cpu_seconds() - before) / window
+        print(f"server busy: {used:.0%} of a core", flush=True)
+        if used < busy:
+            return
 
 
 if __name__ == "__main__":

@@ -91,8 +91,7 @@ class ServerPath:
             hits = self._search_vectors(query, ann_filter)
             by_centroids = rank_candidates(centroid_hits.result(), depth)
         bounds = hit_bounds(hits, [min((similarity for _, similarity in row), default=0.0) for row in hits])
-        ids = list(dict.fromkeys(page_id for pair in zip_longest(bounds.order, by_centroids) for page_id in pair))
-        ids = [page_id for page_id in ids if page_id is not None][:depth]
+        ids = _alternate(bounds.order, by_centroids)[:depth]
         if len(ids) < depth:  # pages no query vector hit, in the order of their pooled vectors
             taken = set(ids)
             pooled = rank_candidates(self._search_pooled(query, where, depth), depth)
@@ -106,7 +105,7 @@ class ServerPath:
                 blocks = [vectors for _, vectors in usable]
                 scores = maxsim_flat(query, np.concatenate(blocks), page_offsets(blocks))  # (pages,)
                 approximate.update(zip((page_id for page_id, _ in usable), scores.tolist(), strict=True))
-        ranked = sorted(approximate, key=approximate.__getitem__, reverse=True)  # stable: bound order breaks ties
+        ranked = sorted(approximate, key=approximate.__getitem__, reverse=True)  # stable: candidate order breaks ties
         exact_ids = [page_id for page_id in lean if page_id not in approximate] + ranked[: k + EXACT_EXTRA]
         rows = reads.page_rows(connection, names, exact_ids, consistency=consistency)
         vectors = reads.page_vectors(
@@ -172,6 +171,12 @@ class ServerPath:
             consistency=SEARCH_CONSISTENCY,
         )
         return [[(str(hit["entity"]["page_id"]), float(hit["distance"])) for hit in hits] for hits in results]
+
+
+def _alternate(first: list[str], second: list[str]) -> list[str]:
+    """Both orders merged by taking from each in turn, each page once (where it first appears)."""
+    merged = (page_id for pair in zip_longest(first, second) for page_id in pair if page_id is not None)
+    return list(dict.fromkeys(merged))
 
 
 def _empty(dim: int) -> Candidates:
