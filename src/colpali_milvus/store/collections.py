@@ -155,8 +155,7 @@ def _create(
         for field_name in SCALAR_INDEXED_FIELDS[kind_name]:
             index_types = SCALAR_INDEX_TYPES[field_kind(field_name)]
             _create_scalar_index(connection, collection, field_name, index_types if has_inverted else index_types[1:])
-    for collection in names.all:
-        connection.load(collection)
+    connection.load(*names.all)
     # Recorded last: a collection with these properties is complete.
     properties = {f"{_PREFIX}schema_version": str(SCHEMA_VERSION), f"{_PREFIX}dim": str(dim)}
     if model_name:
@@ -199,7 +198,6 @@ def _check_existing(
     if model_name:
         claim_model(connection, names, recorded_model, model_name)
         recorded_model = model_name
-    for collection in names.all:
-        connection.load(collection)
+    connection.load(*names.all)
     pool_factor = int(properties["pool_factor"]) if properties.get("pool_factor") else None
     return OpenedCollection(recorded_dim, recorded_model, created=False, pool_factor=pool_factor)

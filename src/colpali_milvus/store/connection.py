@@ -291,9 +291,10 @@ class MilvusConnection:
             return False
         return True
 
-    def load(self, collection: str) -> None:
-        self.call("load the collection", lambda: self._client.load_collection(collection))
-        if self.is_lite:
+    def load(self, *collections: str) -> None:
+        for collection in collections:
+            self.call("load the collection", partial(self._client.load_collection, collection))
+        if self.is_lite:  # once, after all of them: trimming walks the whole heap
             lite.release_decoding_buffers()
 
     def properties(self, collection: str) -> dict[str, str]:

@@ -143,7 +143,7 @@ class MilvusMultiVectorStore:
         self._connection = MilvusConnection(
             uri, token=token, db_name=db_name, timeout=timeout, retry_timeout=retry_timeout
         )
-        self._connection.reload_on_recovery(self._names.vectors, self._names.pages)
+        self._connection.reload_on_recovery(*self._names.all)
         # Milvus Lite is one process per file: this process is its only writer.
         exclusive = self._connection.is_lite
         use_cache = exclusive if cache is None else cache

@@ -92,8 +92,9 @@ def page_vectors(
             )
         )
 
-    groups = list(_windows(rows, max_pages=max(1, -(-len(rows) // max(parallel, 1)))))
-    with ThreadPoolExecutor(min(PARALLEL_READS, max(parallel, 1))) as pool:
+    parallel = max(parallel, 1)
+    groups = list(_windows(rows, max_pages=max(1, -(-len(rows) // parallel))))  # ceil(pages / parallel)
+    with ThreadPoolExecutor(min(PARALLEL_READS, parallel)) as pool:
         for fetched in pool.map(fetch, groups):
             for batch, vectors in fetched:
                 _place(batch, vectors, buffers, filled)

@@ -35,10 +35,10 @@ __all__ = [
     "PageRecord",
     "as_vectors",
     "build_records",
-    "summary_rows",
     "hit_metadata",
     "page_row",
     "stored_page",
+    "summary_rows",
     "vector_digest",
     "vector_rows",
 ]
