@@ -1,12 +1,13 @@
 """The first stage in isolation: recall@5 against exhaustive MaxSim and latency, per corpus family.
 
-    python bench/first_stage.py lite patches 1000 --depths 128,256
+    python bench/first_stage.py lite patches 1000 --depths 8,21,32
     python bench/first_stage.py server needle 200 --depths 32,96
     python bench/first_stage.py server patches 1000 --depths 96 --settle 900
 
-``lite`` searches the cached path's in-process copy directly (``PageVectorCache.search``, no Milvus
-request on the query path, as the Lite store does); ``server`` ingests into the real Milvus 2.3.5
-server of the tests (loopback) and searches with the store's default server path. 50 queries; prints
+``lite`` searches the cached path's in-process copy directly (every page ranked on its int8
+codes, the best ``depth`` rescored by exact MaxSim: what the Lite store does, without a Milvus
+request); ``server`` ingests into the real Milvus 2.3.5 server of the tests (loopback) and searches
+with the store's default server path. 50 queries; prints
 one line per depth and appends JSON lines to ``--json``.
 """
 
@@ -31,7 +32,7 @@ def main() -> None:
     parser.add_argument("path", choices=("lite", "server"))
     parser.add_argument("family")
     parser.add_argument("pages", type=int)
-    parser.add_argument("--depths", default="128")
+    parser.add_argument("--depths", default="21", help="pages past the first stage (default: Lite k + 16 = 21)")
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--json", type=Path)
     parser.add_argument(
@@ -81,7 +82,12 @@ def _lite(corpus):  # type: ignore[no-untyped-def]
         cache.put(f"p{i}", page, {"digest": ""})
 
     def at(depth: int):  # type: ignore[no-untyped-def]
-        return lambda query: [int(p[1:]) for p in cache.search(query, 5, depth).page_ids]
+        def search(query):  # type: ignore[no-untyped-def]
+            ids, vectors, offsets, _ = cache.gather(cache.candidates(query, max(5, depth)))
+            scores = maxsim_flat(query, vectors, offsets)  # the store's exact rescoring
+            return [int(ids[i][1:]) for i in np.argsort(-scores, kind="stable")[:5]]
+
+        return search
 
     return at
 

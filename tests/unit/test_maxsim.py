@@ -53,6 +53,25 @@ def test_blocks_split_between_pages_give_the_same_scores(monkeypatch: pytest.Mon
     np.testing.assert_allclose(maxsim(query, pages), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("torch_loaded", [False, True])
+def test_the_product_is_the_same_with_and_without_torch_loaded(
+    torch_loaded: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    if torch_loaded:
+        pytest.importorskip("torch")
+    else:
+        monkeypatch.delitem(sys.modules, "torch", raising=False)
+    rng = np.random.default_rng(4)
+    query = rng.normal(size=(6, 16)).astype(np.float32)
+    pages = [rng.normal(size=(n, 16)).astype(np.float32)[::-1] for n in (4, 30, 2)]  # negative strides too
+    vectors = np.concatenate(pages)[:, ::2]  # a non-contiguous view
+    expected = [naive_maxsim(query[:, ::2], vectors[a:b]) for a, b in ((0, 4), (4, 34), (34, 36))]
+    scores = maxsim_flat(query[:, ::2], vectors, np.array([0, 4, 34]))
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_empty_inputs_and_bad_offsets() -> None:
     query = np.ones((2, 4), np.float32)
     assert maxsim(query, []).shape == (0,)

@@ -31,7 +31,7 @@ def test_small_pages_keep_their_vectors() -> None:
 
 def test_cache_candidates_gather_and_remove() -> None:
     rng = np.random.default_rng(2)
-    cache = PageVectorCache(16, n_centroids=4)
+    cache = PageVectorCache(16)
     pages = {f"p{i}": unit_vectors(rng, 30, 16) for i in range(10)}
     for page_id, vectors in pages.items():
         cache.put(page_id, vectors, {"page_id": page_id, "n_vectors": 30, "digest": vector_digest(vectors)})
@@ -50,9 +50,3 @@ def test_cache_candidates_gather_and_remove() -> None:
     cache.remove(["p6"])
     assert "p6" not in cache and len(cache) == 9
     assert "p6" not in cache.candidates(query, limit=10)
-
-
-def test_the_cache_rerank_depth_grows_with_the_corpus_within_bounds() -> None:
-    from colpali_milvus.store.cached_path import cache_rerank_depth
-
-    assert [cache_rerank_depth(n) for n in (0, 1_000, 2_560, 4_000, 100_000)] == [128, 128, 128, 200, 1024]

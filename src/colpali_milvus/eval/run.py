@@ -1,7 +1,7 @@
 """Run judged queries against one or several store configurations, side by side.
 
 A :class:`Configuration` is a set of :class:`~colpali_milvus.store.milvus.MilvusMultiVectorStore`
-keyword arguments (``rerank_depth``, ``cache``, ``n_centroids``, ``collection_name`` for another
+keyword arguments (``rerank_depth``, ``cache``, ``candidates_per_vector``, ``collection_name`` for another
 collection, ...), checked against the constructor's signature. Each configuration opens its own
 store on the same uri; the queries are embedded once and reused by every one of them.
 

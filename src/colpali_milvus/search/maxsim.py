@@ -12,6 +12,7 @@ score is always the exact definition.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -53,11 +54,26 @@ def maxsim_flat(query: FloatArray, vectors: FloatArray, offsets: npt.NDArray[np.
         last = int(np.searchsorted(ends, offsets[first] + _ROWS_PER_BLOCK, side="right"))
         last = max(last, first + 1)
         start, stop = int(offsets[first]), int(ends[last - 1])
-        sims = vectors[start:stop] @ query.T  # (rows, n_q)
+        sims = _similarities(vectors[start:stop], query)  # (rows, n_q)
         best = np.maximum.reduceat(sims, offsets[first:last] - start, axis=0)  # (pages, n_q)
         scores[first:last] = best.sum(axis=1)  # (pages,)
         first = last
     return scores
+
+
+def _similarities(vectors: FloatArray, query: FloatArray) -> FloatArray:
+    """``(rows, d) x (n_q, d) -> (rows, n_q)``, float32.
+
+    Where torch is already loaded (the embedder, the cached path's code scan) its thread pool does
+    the product too: alternating torch's pool with OpenBLAS's, whose threads spin for a while after
+    each call, made a cached search on two cores 2-3x slower (21 ms -> 57 ms at 1,000 pages).
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return vectors @ query.T
+    product = torch.from_numpy(np.ascontiguousarray(vectors)) @ torch.from_numpy(np.ascontiguousarray(query)).T
+    result: FloatArray = product.numpy()
+    return result
 
 
 def maxsim(query: FloatArray, pages: Sequence[FloatArray]) -> FloatArray:

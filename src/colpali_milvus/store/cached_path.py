@@ -15,7 +15,6 @@ current in one of two ways, chosen by whether this process is the collection's o
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,8 +23,6 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from colpali_milvus.errors import InvalidInputError
-from colpali_milvus.search.pooling import DEFAULT_CENTROIDS
 from colpali_milvus.store import lite, reads
 from colpali_milvus.store.cache import PageVectorCache
 from colpali_milvus.store.collections import CollectionNames, read_generation
@@ -34,19 +31,15 @@ from colpali_milvus.store.rows import PageRecord
 from colpali_milvus.store.search_path import Candidates
 from colpali_milvus.store.shared import SharedCollection
 
-__all__ = ["CachedPath", "cache_rerank_depth"]
+__all__ = ["EXACT_EXTRA", "CachedPath"]
 
 logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float32]
 
-# The most pages a search scores exactly when bounds cannot certify its top k sooner (near ties).
-_DEPTH_MIN, _DEPTH_MAX, _DEPTH_FRACTION = 128, 1024, 20
-
-
-def cache_rerank_depth(n_pages: int) -> int:
-    """Candidates reranked exactly out of ``n_pages``: 1 in 20, within [128, 1024]."""
-    return min(_DEPTH_MAX, max(_DEPTH_MIN, math.ceil(n_pages / _DEPTH_FRACTION)))
+# Pages rescored exactly beyond k by default. The code ranking's error (~0.01-0.02 of MaxSim) moves
+# the exact top 5 at most to places 6-8 on the benchmark families (README Performance).
+EXACT_EXTRA = 16
 
 
 @dataclass(eq=False)
@@ -62,7 +55,7 @@ class _CacheState:
 
 
 class CachedPath:
-    """Candidates from per-page centroids, exact vectors from memory."""
+    """Every page ranked on its int8 codes in memory; the best ones handed over whole, in float32."""
 
     name = "cached"
 
@@ -76,7 +69,6 @@ class CachedPath:
         exclusive: bool,
         created: bool,
         rerank_depth: int | None = None,
-        n_centroids: int = DEFAULT_CENTROIDS,
         cache_file: Path | None = None,
     ) -> None:
         self._connection = connection
@@ -86,14 +78,9 @@ class CachedPath:
         self._rerank_depth = rerank_depth
         self._cache_file = cache_file if exclusive else None
         if shared.cache_state is None:
-            cache = PageVectorCache(dim, n_centroids=n_centroids)
+            cache = PageVectorCache(dim)
             shared.cache_state = _CacheState(cache, loaded=created and exclusive, loaded_from="new" if created else "")
         self._state: _CacheState = shared.cache_state
-        if self._state.cache.n_centroids != n_centroids:  # one copy per collection and process
-            raise InvalidInputError(
-                f"this process already searches {names.pages!r} with n_centroids="
-                f"{self._state.cache.n_centroids}; close those stores to use n_centroids={n_centroids}"
-            )
 
     @property
     def loaded_from(self) -> str:
@@ -105,10 +92,8 @@ class CachedPath:
     def candidates(self, query: FloatArray, k: int, where: str) -> Candidates:
         cache = self._current()
         allowed = set(reads.page_ids(self._connection, self._names, where)) if where else None
-        searched = len(allowed) if allowed is not None else len(cache)
-        budget = max(k, self._rerank_depth or cache_rerank_depth(searched))
-        best = cache.search(query, k, budget, allowed)
-        page_ids, vectors, offsets, rows = cache.gather(best.page_ids)
+        depth = max(k, self._rerank_depth or k + EXACT_EXTRA)
+        page_ids, vectors, offsets, rows = cache.gather(cache.candidates(query, depth, allowed))
         return Candidates(page_ids, vectors, offsets, rows)
 
     def existing(self, page_ids: Sequence[str]) -> set[str]:

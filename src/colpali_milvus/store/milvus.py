@@ -28,7 +28,6 @@ import numpy.typing as npt
 
 from colpali_milvus.errors import InvalidInputError
 from colpali_milvus.search.maxsim import maxsim_flat
-from colpali_milvus.search.pooling import DEFAULT_CENTROIDS
 from colpali_milvus.store import lite, reads, shared
 from colpali_milvus.store.cached_path import CachedPath
 from colpali_milvus.store.collections import (
@@ -93,16 +92,15 @@ class MilvusMultiVectorStore:
         index: ANN index of the vectors collection (and of the page centroids in the summaries collection).
         candidates_per_vector: ANN hits gathered per query vector from the page vectors and from the
             page centroids in the first stage (without cache).
-        rerank_depth: how many candidate pages (at least ``k``) are ranked beyond the first stage.
-            With the cache they are rescored by exact MaxSim; ``None`` (default) grows the depth with
-            the searched pages (1 in 20, at least 128, at most 1,024), since centroid scores separate
-            fewer pages as the corpus grows. Without the cache they are ranked on their int8 codes read
-            from the server and the best ``k + 3`` rescored exactly; ``None``: 96.
+        rerank_depth: how many pages (at least ``k``) go past the first stage. With the cache, every
+            page is ranked on its int8 codes in memory and the best ``rerank_depth`` are rescored by
+            exact MaxSim; ``None`` (default): ``k + 16``. Without the cache, that many candidates are
+            ranked on their int8 codes read from the server and the best ``k + 3`` rescored exactly;
+            ``None``: 96.
         cache: search an in-process copy of the pages instead of issuing Milvus requests (see
             :mod:`colpali_milvus.store.cached_path`). ``None`` (default) turns it on for Milvus Lite,
             which one process owns, and off for a server, where it costs every serving process a
             copy of every vector (on a server the copy is re-checked against Milvus before each read).
-        n_centroids: centroids per page that the cache uses to gather candidates.
         db_name: the Milvus database (server only).
         timeout: seconds one request may take before it fails.
         retry_timeout: for a server, how long (seconds) to keep retrying a request that failed
@@ -124,7 +122,6 @@ class MilvusMultiVectorStore:
         candidates_per_vector: int = 100,
         rerank_depth: int | None = None,
         cache: bool | None = None,
-        n_centroids: int = DEFAULT_CENTROIDS,
         db_name: str | None = None,
         timeout: float | None = None,
         retry_timeout: float = 30.0,
@@ -134,8 +131,8 @@ class MilvusMultiVectorStore:
             raise InvalidInputError(f"collection_name must be an identifier, got {collection_name!r}")
         if dim is not None and dim <= 0:
             raise InvalidInputError(f"dim must be positive, got {dim}")
-        if candidates_per_vector <= 0 or (rerank_depth is not None and rerank_depth <= 0) or n_centroids <= 0:
-            raise InvalidInputError("candidates_per_vector, rerank_depth and n_centroids must be positive")
+        if candidates_per_vector <= 0 or (rerank_depth is not None and rerank_depth <= 0):
+            raise InvalidInputError("candidates_per_vector and rerank_depth must be positive")
         if not retry_timeout >= 0:
             raise InvalidInputError(f"retry_timeout must be >= 0, got {retry_timeout!r}")
         self.collection_name = collection_name
@@ -167,7 +164,6 @@ class MilvusMultiVectorStore:
                     exclusive=exclusive,
                     created=opened.created,
                     rerank_depth=rerank_depth,
-                    n_centroids=n_centroids,
                     cache_file=lite.cache_file(self._connection.uri, collection_name),
                 )
             else:
