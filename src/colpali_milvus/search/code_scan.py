@@ -201,6 +201,6 @@ def _int8_product() -> Product:
 
 
 def _by_blas(left: Int8Array, right: Int8Array) -> Int32Array:
-    # Products of int8 codes summed over dim <= 1,040 stay below 2**24: exact in float32.
+    # Sums of int8 products stay below 2**24 for dim <= 1,040: exact in float32 (beyond, rounded).
     product = left.astype(np.float32) @ right.astype(np.float32)
     return np.rint(product).astype(np.int32)
