@@ -33,6 +33,8 @@ from functools import cache
 import numpy as np
 import numpy.typing as npt
 
+from colpali_milvus.search.codes import LEVELS, quantize
+
 __all__ = ["BLOCK_ROWS", "CodeBlock", "CodeScan", "encode_page", "encode_query", "scan"]
 
 logger = logging.getLogger(__name__)
@@ -42,15 +44,14 @@ Int8Array = npt.NDArray[np.int8]
 Int32Array = npt.NDArray[np.int32]
 
 BLOCK_ROWS = 16_384  # vectors per block: its codes (2 MiB at dim 128) and similarities stay in cache
-_LEVELS = 127.0
 
 
 def encode_page(vectors: FloatArray) -> tuple[Int8Array, float]:
     """``(n, dim)`` float32 -> ``(n, dim)`` int8 codes and the page's scale."""
     vectors = np.asarray(vectors, dtype=np.float32)
     peak = float(np.abs(vectors).max()) if vectors.size else 0.0
-    scale = peak / _LEVELS if peak > 0 else 1.0
-    codes = np.rint(vectors / np.float32(scale)).clip(-_LEVELS, _LEVELS).astype(np.int8)  # (n, dim)
+    scale = peak / LEVELS if peak > 0 else 1.0
+    codes = quantize(vectors, np.float32(scale))  # (n, dim)
     return codes, scale
 
 
@@ -58,8 +59,8 @@ def encode_query(query: FloatArray) -> tuple[Int8Array, npt.NDArray[np.float64]]
     """``(n_q, dim)`` float32 -> ``(n_q, dim)`` int8 codes and ``(n_q,)`` scales (one per query vector)."""
     query = np.asarray(query, dtype=np.float32)
     peak = np.abs(query).max(axis=1).astype(np.float64)  # (n_q,)
-    scales = np.where(peak > 0, peak / _LEVELS, 1.0)  # (n_q,)
-    codes = np.rint(query / scales[:, None]).clip(-_LEVELS, _LEVELS).astype(np.int8)  # (n_q, dim)
+    scales = np.where(peak > 0, peak / LEVELS, 1.0)  # (n_q,)
+    codes = quantize(query, scales[:, None])  # (n_q, dim)
     return codes, scales
 
 

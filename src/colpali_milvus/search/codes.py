@@ -17,27 +17,33 @@ Layout of one page's blob: ``n`` float32 scales, then ``n x dim`` int8 codes, ro
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CHUNK_CHARS", "decode", "encode", "from_chunks", "to_chunks"]
+__all__ = ["CHUNK_CHARS", "LEVELS", "decode", "encode", "from_chunks", "quantize", "to_chunks"]
 
 FloatArray = npt.NDArray[np.float32]
 
 CHUNK_CHARS = 65_532  # base64 characters per row: the largest multiple of 4 within a VARCHAR
 _CHUNK_BYTES = CHUNK_CHARS // 4 * 3  # blob bytes per row (base64 turns 3 bytes into 4 characters)
-_LEVELS = 127.0
+LEVELS = 127.0  # int8 steps each side of zero
 
 
 def encode(vectors: FloatArray) -> bytes:
     """``(n, dim)`` float32 -> the page's code blob (``n * (4 + dim)`` bytes)."""
     vectors = np.asarray(vectors, dtype=np.float32)
     peak = np.abs(vectors).max(axis=1)  # (n,)
-    scales = np.where(peak > 0, peak / _LEVELS, 1.0).astype("<f4")  # (n,); an all-zero row keeps 1
-    codes = np.rint(vectors / scales[:, None]).clip(-_LEVELS, _LEVELS).astype(np.int8)  # (n, dim)
+    scales = np.where(peak > 0, peak / LEVELS, 1.0).astype("<f4")  # (n,); an all-zero row keeps 1
+    codes = quantize(vectors, scales[:, None])  # (n, dim)
     blob: bytes = scales.tobytes() + codes.tobytes()
     return blob
+
+
+def quantize(values: FloatArray, scales: npt.NDArray[np.floating[Any]] | np.floating[Any]) -> npt.NDArray[np.int8]:
+    """``values / scales`` rounded to int8 steps (``scales`` broadcasts against ``values``)."""
+    return np.rint(values / scales).clip(-LEVELS, LEVELS).astype(np.int8)
 
 
 def decode(blob: bytes, n: int, dim: int) -> FloatArray:
