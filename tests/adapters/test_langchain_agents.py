@@ -119,7 +119,11 @@ def test_page_images_message_shows_the_pages_to_the_model(full_size: ColPaliInde
     assert page_images_message(results[0]) is not None
 
     without_images = create_page_search_tool(ColPaliRetriever(index=full_size, include_images=False), k=1)
-    assert page_images_message(without_images.invoke(tool_call("blue"))) is None
+    from_files = page_images_message(without_images.invoke(tool_call("blue")))  # read from the stored files
+    assert from_files is not None
+    assert [
+        colour_of(block) for block in from_files.content if isinstance(block, dict) and block["type"] == "image"
+    ] == [(0, 0, 255)]
     assert page_images_message([ToolMessage(content="x", tool_call_id="c", artifact="not pages")]) is None
 
 

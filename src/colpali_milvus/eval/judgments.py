@@ -19,7 +19,8 @@ Two formats are read:
   ``corpus_field`` (default ``corpus_id``) has that value, or, with ``corpus_field="page_id"``, the
   page with that id. Queries that ``qrels`` does not judge are left out.
 
-Every error names the file and the line (:class:`JudgmentError`, an
+Files are read as UTF-8; a leading byte order mark (which Excel and Windows editors write) is
+skipped. Every error names the file and the line (:class:`JudgmentError`, an
 :class:`~colpali_milvus.errors.InvalidInputError`).
 """
 
@@ -225,7 +226,7 @@ def _text_id(value: object, where: str, what: str) -> str:
 def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line number, object)`` of every non-blank line; a line that is not a JSON object is an error."""
     try:
-        with path.open(encoding="utf-8") as file:
+        with path.open(encoding="utf-8-sig") as file:
             for number, line in enumerate(file, start=1):
                 if not line.strip():
                     continue
@@ -316,7 +317,7 @@ def _qrels_file(root: Path, split: str | None) -> Path:
 def _qrels_rows(path: Path) -> Iterator[tuple[str, str, str, int]]:
     """``(where, query id, corpus id, grade)`` of each line of a qrels TSV (3 columns, or TREC's 4)."""
     try:
-        with path.open(encoding="utf-8", newline="") as file:
+        with path.open(encoding="utf-8-sig", newline="") as file:
             for number, row in enumerate(csv.reader(file, delimiter="\t"), start=1):
                 where = f"{path} line {number}"
                 cells = [cell.strip() for cell in row]

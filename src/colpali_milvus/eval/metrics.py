@@ -4,7 +4,10 @@ Against the judgments (``grades`` maps page id to a grade > 0; unlisted pages ar
 
 * **nDCG@k**, with the exponential gain ``2**grade - 1`` and the discount ``log2(rank + 1)`` (rank
   1-based), over the ideal ordering of *all* judged pages; with binary grades it is the same as the
-  linear gain. 0 when no page is judged relevant.
+  linear gain. 0 when no page is judged relevant. Any non-negative integer grade is taken, as
+  trec_eval does: the gains of a ranking and of its ideal are both computed divided by
+  ``2**G`` (``G`` the highest judged grade), which cancels in their ratio, so a grade of 1024 or
+  more (whose gain is past a float's range) gives the exact nDCG rather than an overflow.
 * **recall@k**: the share of the judged pages found in the top ``k``.
 * **reciprocal rank**: ``1 / rank`` of the first judged page in the ranking (0 if none); its mean over
   queries is MRR (cut at the ranking's length).
@@ -43,17 +46,47 @@ DEFAULT_RTOL = 1e-5
 
 
 def dcg(grades: Sequence[float]) -> float:
-    """Discounted cumulative gain of grades in rank order: ``sum((2**g - 1) / log2(rank + 1))``."""
-    return float(sum((2.0**grade - 1.0) / math.log2(rank + 1) for rank, grade in enumerate(grades, start=1)))
+    """Discounted cumulative gain of grades in rank order: ``sum((2**g - 1) / log2(rank + 1))``.
+
+    ``math.inf`` when the sum is past a float's range (grades from about 1024 up); ``ndcg_at_k``
+    is exact for those too.
+    """
+    top = _top_grade(grades)
+    try:
+        return math.ldexp(_dcg_over_2_to_the(top, grades), top)
+    except OverflowError:
+        return math.inf
 
 
 def ndcg_at_k(ranking: Sequence[str], grades: Mapping[str, int], k: int) -> float:
     """nDCG of the top ``k`` of ``ranking`` (distinct page ids, best first)."""
     _check_k(k)
-    ideal = dcg(sorted((g for g in grades.values() if g > 0), reverse=True)[:k])
+    ideal_grades = sorted((g for g in grades.values() if g > 0), reverse=True)[:k]
+    top = _top_grade(ideal_grades)
+    ideal = _dcg_over_2_to_the(top, ideal_grades)
     if ideal == 0:
         return 0.0
-    return dcg([grades.get(page, 0) for page in ranking[:k]]) / ideal
+    return _dcg_over_2_to_the(top, [grades.get(page, 0) for page in ranking[:k]]) / ideal
+
+
+def _top_grade(grades: Sequence[float]) -> int:
+    """The scale ``G`` of the gains: the highest grade rounded up (0 for none)."""
+    if not all((isinstance(grade, int) or math.isfinite(grade)) and grade >= 0 for grade in grades):
+        raise InvalidInputError(f"grades must be finite and non-negative, got {list(grades)!r}")
+    return math.ceil(max(grades, default=0))
+
+
+def _dcg_over_2_to_the(top: int, grades: Sequence[float]) -> float:
+    """``dcg(grades) / 2**top`` without computing ``2**grade`` itself (``top`` at least every grade)."""
+    floor = _power_of_2(-top)
+    return math.fsum(
+        (_power_of_2(grade - top) - floor) / math.log2(rank + 1) for rank, grade in enumerate(grades, start=1)
+    )
+
+
+def _power_of_2(exponent: float) -> float:
+    """``2.0 ** exponent`` for ``exponent <= 0``: 0.0 below the smallest float, even for a huge integer."""
+    return 0.0 if exponent < -1100 else 2.0**exponent
 
 
 def recall_at_k(ranking: Sequence[str], grades: Mapping[str, int], k: int) -> float:

@@ -24,6 +24,7 @@ vision chat model. So an agent loop reads::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -43,6 +44,7 @@ from colpali_milvus.tool_text import (
     DEFAULT_TOOL_NAME,
     QUERY_DESCRIPTION,
     check_snippet_chars,
+    one_line,
     summarize_results,
 )
 
@@ -53,6 +55,8 @@ __all__ = [
     "page_images_message",
     "summarize_pages",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 class PageSearchInput(BaseModel):
@@ -123,26 +127,33 @@ def page_images_message(
 
     Takes the ``ToolMessage``(s) of :func:`create_page_search_tool` (other messages are skipped)
     and returns a caption and an image content block per page (plus the text layer with
-    ``include_text``), or ``None`` when they hold no page image (no page found, or a retriever
-    with ``include_images=False``). Pages whose image is missing are left out.
+    ``include_text``), or ``None`` when they hold no page image (no page found, other tools).
+    Pages retrieved with ``include_images=False`` are read from their stored image file (see
+    :func:`~colpali_milvus.langchain.image_block`); pages whose image is missing are left out.
     """
     messages = [tool_messages] if isinstance(tool_messages, ToolMessage) else list(tool_messages)
-    documents: list[Document] = []
-    seen: set[str | None] = set()
+    shown: list[dict[str, Any]] = []
+    seen: set[str] = set()
     for message in messages:
         if not isinstance(message, ToolMessage) or not isinstance(message.artifact, list):
             continue
         for document in message.artifact:
-            if isinstance(document, Document) and document.metadata.get("image_base64") and document.id not in seen:
+            if not isinstance(document, Document) or (document.id is not None and document.id in seen):
+                continue
+            try:
+                shown += page_blocks([document], include_text=include_text, max_text_chars=max_text_chars)
+            except InvalidInputError as error:  # its image is missing: the page is left out
+                logger.debug("page %s not shown: %s", document.id, error)
+                continue
+            if document.id is not None:
                 seen.add(document.id)
-                documents.append(document)
-    if not documents:
+    if not shown:
         return None
-    names = sorted({message.name for message in messages if isinstance(message, ToolMessage) and message.name})
+    names = sorted(
+        {one_line(message.name) for message in messages if isinstance(message, ToolMessage) and message.name}
+    )
     intro = f"The pages found by {', '.join(names) or 'the page search'}, as images:"
-    content: list[dict[str, Any]] = [{"type": "text", "text": intro}]
-    content += page_blocks(documents, include_text=include_text, max_text_chars=max_text_chars)
-    return HumanMessage(content=content)  # type: ignore[arg-type]
+    return HumanMessage(content=[{"type": "text", "text": intro}, *shown])
 
 
 def _score(metadata: Mapping[str, Any]) -> float | None:

@@ -13,7 +13,7 @@ in a tool message (LlamaIndex's OpenAI integration sends only the message's text
 
 from __future__ import annotations
 
-import io
+import base64
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -32,7 +32,9 @@ from colpali_milvus.tool_text import (
     DEFAULT_TOOL_NAME,
     QUERY_DESCRIPTION,
     check_snippet_chars,
+    one_line,
     page_caption,
+    stored_page_image,
     summarize_results,
 )
 
@@ -130,7 +132,8 @@ def page_images_message(tool_outputs: ToolOutput | Iterable[ToolOutput]) -> Chat
     """A user message with the page images of page-search tool outputs, for the LLM's next turn.
 
     Per page a ``[source, page label]`` caption and an ``ImageBlock``; ``None`` when the outputs
-    hold no page image (nothing found, other tools, pages whose image is missing).
+    hold no page image (nothing found, other tools, pages whose image is missing). Pages retrieved
+    with ``include_images=False`` are read from their stored image file.
     """
     outputs = [tool_outputs] if isinstance(tool_outputs, ToolOutput) else list(tool_outputs)
     nodes: list[NodeWithScore] = []
@@ -146,20 +149,29 @@ def page_images_message(tool_outputs: ToolOutput | Iterable[ToolOutput]) -> Chat
     blocks = _page_blocks(nodes)
     if not blocks:
         return None
-    names = sorted({output.tool_name for output in outputs if output.tool_name})
+    names = sorted({one_line(output.tool_name) for output in outputs if output.tool_name})
     intro = TextBlock(text=f"The pages found by {', '.join(names) or 'the page search'}, as images:")
     return ChatMessage(role=MessageRole.USER, blocks=[intro, *blocks])
 
 
 def _page_blocks(nodes: Sequence[NodeWithScore]) -> list[ContentBlock]:
+    """A caption and an ``ImageBlock`` per page image; nodes without a usable one are skipped.
+
+    The image is the node's ``image``, or for a node retrieved with ``include_images=False`` its
+    stored file at ``image_path`` (only the page's own file in an image folder, see
+    :func:`~colpali_milvus.tool_text.stored_page_image`); never ``metadata["file_path"]`` or an URL.
+    """
     blocks: list[ContentBlock] = []
     for result in nodes:
         node = result.node
-        if not isinstance(node, ImageNode) or (node.image is None and node.image_path is None):
+        if not isinstance(node, ImageNode):
             continue
-        image = node.resolve_image()
-        if not isinstance(image, io.BytesIO):
+        if node.image is not None:
+            image: bytes | None = base64.b64decode(node.image)
+        else:
+            image = stored_page_image(node.node_id, node.image_path)
+        if image is None:
             continue
         blocks.append(TextBlock(text=page_caption(node.metadata)))
-        blocks.append(ImageBlock(image=image.read(), image_mimetype=node.image_mimetype))
+        blocks.append(ImageBlock(image=image, image_mimetype=node.image_mimetype or "image/png"))
     return blocks
