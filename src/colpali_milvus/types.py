@@ -10,20 +10,64 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from colpali_milvus.errors import DocumentError
+from colpali_milvus.errors import DocumentError, InvalidInputError
 
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["PAGE_ID_PATTERN", "IngestReport", "Page", "PageHit", "SkippedFile", "StoredPage", "is_page_id"]
+__all__ = [
+    "PAGE_ID_FORBIDDEN_CHARS",
+    "IngestReport",
+    "Page",
+    "PageHit",
+    "SkippedFile",
+    "StoredPage",
+    "check_page_id",
+    "is_page_id",
+]
 
-#: What a page id may be, everywhere: a Milvus primary key, a filter literal and an image file name.
-PAGE_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")
+#: Characters no page id (and no filter string) may hold: control characters that Milvus's filter
+#: expressions cannot spell (tab, line feed and carriage return can be escaped, and are allowed).
+PAGE_ID_FORBIDDEN_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def check_page_id(value: object) -> str:
+    """``value`` if it can be a page id, else InvalidInputError saying why.
+
+    A page id is any str of text, unicode included, of at most
+    :data:`~colpali_milvus.store.schema.MAX_ID_LENGTH` bytes once UTF-8 encoded (the store's id
+    column), that is not empty or only whitespace and holds no control character but tab and line
+    breaks (:data:`PAGE_ID_FORBIDDEN_CHARS`). Ids are never used as file names: page images are
+    named by a digest of the id (:class:`~colpali_milvus.pages.image_store.PageImageStore`).
+    """
+    from colpali_milvus.store.schema import MAX_ID_LENGTH  # the store's id column decides the length
+
+    if not isinstance(value, str):
+        raise InvalidInputError(f"page ids must be str, got {type(value).__name__}")
+    shown = repr(value) if len(value) <= 80 else f"{value[:60]!r}... ({len(value)} characters)"
+    if not value.strip():
+        raise InvalidInputError(f"page ids must not be empty or only whitespace, got {shown}")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError as error:
+        raise InvalidInputError(
+            f"page id {shown} is not valid unicode text: a lone surrogate at position {error.start} "
+            "cannot be UTF-8 encoded"
+        ) from None
+    if size > MAX_ID_LENGTH:
+        raise InvalidInputError(f"page ids may be at most {MAX_ID_LENGTH} bytes of UTF-8, got {size} bytes: {shown}")
+    if PAGE_ID_FORBIDDEN_CHARS.search(value):
+        raise InvalidInputError(f"page ids may not hold control characters (tab and line breaks aside), got {shown}")
+    return value
 
 
 def is_page_id(value: object) -> bool:
-    """Whether ``value`` is a valid page id (see :data:`PAGE_ID_PATTERN`)."""
-    return isinstance(value, str) and PAGE_ID_PATTERN.fullmatch(value) is not None
+    """Whether ``value`` is a valid page id (see :func:`check_page_id`)."""
+    try:
+        check_page_id(value)
+    except InvalidInputError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,7 +70,7 @@ def test_delete_by_filter_and_by_source_path(collection: PageCollection, tmp_pat
 
     assert collection.delete(filter={"year": 2023}) == [red.page_id]
     assert collection.delete(tmp_path / "b.png") == [green.page_id]  # a PathLike source
-    assert [p.name for p in collection.image_dir.iterdir()] == [f"{blue.page_id}.png"]
+    assert [p.name for p in collection.image_dir.iterdir()] == [collection.images.file_name(blue.page_id)]
     assert collection.count() == 1
     with pytest.raises(InvalidInputError):
         collection.delete()  # never "everything"
@@ -116,7 +116,7 @@ def test_a_swapped_image_never_fails_a_search_and_is_never_read(collection: Page
     add(collection, [red])
     outside = tmp_path / "secret.png"
     Image.new("RGB", (3, 3), "white").save(outside)
-    stored = collection.image_dir / f"{red.page_id}.png"
+    stored = collection.images.path_for(red.page_id)
     stored.unlink()
     stored.symlink_to(outside)
 

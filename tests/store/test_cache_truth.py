@@ -183,8 +183,8 @@ BAD_PAGES = [
     ("ragged vectors", {"vectors": [[0.1] * DIM, [0.2] * (DIM - 1)]}, "numeric"),
     ("string vectors", {"vectors": [["a"] * DIM]}, "numeric"),
     ("object vectors", {"vectors": [[object()] * DIM]}, "numeric"),
-    ("id with a colon", {"id": "doc:1"}, "page ids"),
-    ("id with a slash", {"id": "../x"}, "page ids"),
+    ("id with a NUL", {"id": "doc\x001"}, "page ids"),
+    ("id of only whitespace", {"id": " \t"}, "page ids"),
     ("empty id", {"id": ""}, "page ids"),
     ("text not str", {"text": b"bytes"}, "text"),
 ]

@@ -23,8 +23,9 @@ from typing import Any
 
 from colpali_milvus.errors import FilterError
 from colpali_milvus.store.schema import FILTER_COLUMN_TYPES as COLUMN_TYPES
+from colpali_milvus.types import PAGE_ID_FORBIDDEN_CHARS
 
-__all__ = ["COLUMN_TYPES", "Filter", "compile_filter", "join_clauses"]
+__all__ = ["COLUMN_TYPES", "Filter", "compile_filter", "join_clauses", "string_literal"]
 
 Filter = Mapping[str, Any]
 
@@ -33,7 +34,6 @@ _MEMBERSHIP = {"$in", "$nin"}
 _LOGICAL = {"$and": " and ", "$or": " or "}
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_FORBIDDEN_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def compile_filter(filter: Filter | None) -> str:
@@ -121,12 +121,17 @@ def _literal(key: str, value: Any) -> str:
     if isinstance(value, str):
         if expected not in (None, str):
             raise FilterError(f"{key!r} takes {expected.__name__} values, got {value!r}")
-        return _string_literal(value)
+        return string_literal(value)
     raise FilterError(f"filter values must be str, int, float or bool, got {type(value).__name__} for {key!r}")
 
 
-def _string_literal(value: str) -> str:
-    if _FORBIDDEN_CHARS.search(value):
+def string_literal(value: str) -> str:
+    """``value`` as a Milvus string literal, quoted, with every quote, backslash and line break escaped.
+
+    Refuses the control characters no literal can spell: the same ones a page id may not hold
+    (:data:`~colpali_milvus.types.PAGE_ID_FORBIDDEN_CHARS`), so every page id has a literal.
+    """
+    if PAGE_ID_FORBIDDEN_CHARS.search(value):
         raise FilterError("filter strings may not contain control characters")
     escaped = "".join(_ESCAPES.get(char, char) for char in value)
     return f'"{escaped}"'

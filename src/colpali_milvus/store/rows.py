@@ -29,7 +29,7 @@ from colpali_milvus.store.schema import (
     METADATA_COLUMNS,
     PAGE_FIELDS,
 )
-from colpali_milvus.types import PAGE_ID_PATTERN, StoredPage, is_page_id
+from colpali_milvus.types import StoredPage, check_page_id
 
 __all__ = [
     "PageRecord",
@@ -90,8 +90,7 @@ def build_records(
     if not (len(metadatas) == len(ids) == len(texts) == n_pages):
         raise InvalidInputError("vectors, metadatas, ids and texts must have the same length")
     for page_id in ids:
-        if not is_page_id(page_id):
-            raise InvalidInputError(f"page ids must match {PAGE_ID_PATTERN.pattern}, got {page_id!r}")
+        check_page_id(page_id)
     if len(set(ids)) != len(ids):
         raise InvalidInputError("page ids must be unique within one add()")
     records = []
