@@ -13,14 +13,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from os import PathLike
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from colpali_milvus.errors import StoreConnectionError, StoreError
 from colpali_milvus.store import lite
-from colpali_milvus.store.filters import compile_filter, join_clauses
+from colpali_milvus.store.filters import compile_filter, join_clauses, string_literal
 from colpali_milvus.store.schema import FieldSpec
 
 __all__ = ["QUERY_WINDOW", "MilvusConnection", "in_ids", "redact_uri"]
@@ -355,19 +355,32 @@ class MilvusConnection:
             kwargs["db_name"] = self.db_name
         if timeout is not None:
             kwargs["timeout"] = timeout
+        kwargs.update(self._endpoint.client_options())
         self._endpoint.before_connect()
-        try:
-            client = MilvusClient(**kwargs)
-        except Exception as error:
-            clearer = self._endpoint.connect_failure()
-            if clearer is not None:
-                raise clearer from None
-            message = _scrub_text(getattr(error, "message", None) or str(error), token)
-            raise StoreConnectionError(
-                f"cannot connect to Milvus at {self.display_uri}: {type(error).__name__}: {message}"
-            ) from _scrub(error, token)
+        attempts = self._endpoint.connect_attempts()
+        for attempt in range(1, attempts + 1):
+            try:
+                client = MilvusClient(**kwargs)
+                break
+            except Exception as error:
+                if attempt == attempts:
+                    self._connect_failed(error, token)
+                logger.info(
+                    "connecting to %s failed (%s); reconnecting", self.display_uri, _scrub_text(str(error), token)
+                )
+                time.sleep(_FIRST_BACKOFF_S)
         self._endpoint.connected()
         return client
+
+    def _connect_failed(self, error: Exception, token: str | None) -> NoReturn:
+        """Raise the clearest error for a connection that could not be made."""
+        clearer = self._endpoint.connect_failure()
+        if clearer is not None:
+            raise clearer from None
+        message = _scrub_text(getattr(error, "message", None) or str(error), token)
+        raise StoreConnectionError(
+            f"cannot connect to Milvus at {self.display_uri}: {type(error).__name__}: {message}"
+        ) from _scrub(error, token)
 
     def _reload(self) -> None:
         """Ask a restarted server to load the collections (it reloads them by itself, this only hurries it)."""
@@ -444,7 +457,7 @@ def _columns(
 
 def _scalar_literal(value: Any) -> str:
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return string_literal(value)  # a page id may hold line breaks, quotes, backslashes
     return str(int(value))
 
 

@@ -14,10 +14,12 @@ import re
 import threading
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 from colpali_milvus.errors import StoreConnectionError
 
 __all__ = [
+    "LITE_GRPC_OPTIONS",
     "LITE_LOCK_FILE",
     "Endpoint",
     "LiteFile",
@@ -29,11 +31,22 @@ __all__ = [
     "lite_file_locked",
     "normalise_uri",
     "release_decoding_buffers",
+    "lite_database_held",
     "release_lite_database",
-    "silence_unimplemented_calls",
+    "silence_lite_noise",
 ]
 
 LITE_LOCK_FILE = "LOCK"  # milvus_lite.db.LOCK_FILENAME: flock-ed by the process that owns the database
+
+#: gRPC options of a client of Milvus Lite's in-process server: no keepalive pings. pymilvus pings
+#: every 10 s, with or without calls in flight; Milvus Lite's server keeps gRPC's default policy (at
+#: most one ping per 5 minutes without data, 2 strikes), so after 30-90 s of idling it answers
+#: GOAWAY "too_many_pings" and the next request, or the next client of the same file, fails. A
+#: loopback connection to this very process has no idle network path for a ping to keep open.
+LITE_GRPC_OPTIONS: dict[str, Any] = {
+    "grpc.keepalive_time_ms": 2**31 - 1,  # gRPC's "never"
+    "grpc.keepalive_permit_without_calls": 0,
+}
 
 
 def is_lite_uri(uri: str) -> bool:
@@ -55,6 +68,14 @@ class RemoteServer:
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
+
+    def client_options(self) -> dict[str, Any]:
+        """Extra MilvusClient arguments for this endpoint."""
+        return {}
+
+    def connect_attempts(self) -> int:
+        """How many times to try to connect before giving up."""
+        return 1
 
     def before_connect(self) -> None:
         pass
@@ -78,13 +99,20 @@ class LiteFile:
     def __init__(self, uri: str) -> None:
         self.uri = uri
 
+    def client_options(self) -> dict[str, Any]:
+        return {"grpc_options": dict(LITE_GRPC_OPTIONS)}
+
+    def connect_attempts(self) -> int:
+        """Twice when this process serves the file: its loopback connection is reset, not refused."""
+        return 2 if lite_database_held(self.uri) else 1
+
     def before_connect(self) -> None:
         Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
-        silence_unimplemented_calls()
+        silence_lite_noise()
 
     def connect_failure(self) -> StoreConnectionError | None:
-        if not lite_file_locked(Path(self.uri)):
-            return None
+        if lite_database_held(self.uri) or not lite_file_locked(Path(self.uri)):
+            return None  # this process holds the lock: the client's own error says what went wrong
         return StoreConnectionError(
             f"the Milvus Lite database {self.uri} is open in another process (it holds "
             f"{Path(self.uri) / LITE_LOCK_FILE}); Milvus Lite allows one process per database: "
@@ -125,6 +153,12 @@ _lite_users_lock = threading.Lock()
 def hold_lite_database(uri: str) -> None:
     with _lite_users_lock:
         _lite_users[uri] = _lite_users.get(uri, 0) + 1
+
+
+def lite_database_held(uri: str) -> bool:
+    """Whether a store of this process has the Lite database ``uri`` open (so this process holds its lock)."""
+    with _lite_users_lock:
+        return uri in _lite_users
 
 
 def release_lite_database(uri: str) -> None:
@@ -172,13 +206,28 @@ class _UnimplementedCallFilter(logging.Filter):
         return not (isinstance(error, NotImplementedError) and "not implemented" in record.getMessage().lower())
 
 
-_filter = _UnimplementedCallFilter()
+class _LockedDatabaseFilter(logging.Filter):
+    """Drops Milvus Lite's traceback for a database whose lock another process holds.
+
+    ``milvus_lite.server_manager`` logs the whole ``DataDirLockedError`` traceback (20 lines) at
+    ERROR level before pymilvus fails; the store then raises its own one-line error saying which
+    file is locked and what to do, so the traceback only buries it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return type(error).__name__ != "DataDirLockedError"
 
 
-def silence_unimplemented_calls() -> None:
-    logger = logging.getLogger("grpc._server")
-    if _filter not in logger.filters:
-        logger.addFilter(_filter)
+_noise_filters = {"grpc._server": _UnimplementedCallFilter(), "milvus_lite.server_manager": _LockedDatabaseFilter()}
+
+
+def silence_lite_noise() -> None:
+    """Install the filters above on their loggers (once)."""
+    for name, noise_filter in _noise_filters.items():
+        logger = logging.getLogger(name)
+        if noise_filter not in logger.filters:
+            logger.addFilter(noise_filter)
 
 
 def release_decoding_buffers() -> None:
