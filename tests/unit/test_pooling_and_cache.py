@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from colpali_milvus.search import maxsim
 from colpali_milvus.search.pooling import pool_page
@@ -29,7 +30,7 @@ def test_small_pages_keep_their_vectors() -> None:
     np.testing.assert_allclose(pool_page(page, n_centroids=32), page, atol=1e-6)
 
 
-def test_cache_candidates_gather_and_remove() -> None:
+def test_cache_top_k_filters_and_remove() -> None:
     rng = np.random.default_rng(2)
     cache = PageVectorCache(16)
     pages = {f"p{i}": unit_vectors(rng, 30, 16) for i in range(10)}
@@ -37,16 +38,14 @@ def test_cache_candidates_gather_and_remove() -> None:
         cache.put(page_id, vectors, {"page_id": page_id, "n_vectors": 30, "digest": vector_digest(vectors)})
     query = pages["p6"][:3]
 
-    candidates = cache.candidates(query, limit=3)
-    assert candidates[0] == "p6" and len(candidates) == 3
-    assert cache.candidates(query, limit=3, allowed={"p1", "p2"}) in (["p1", "p2"], ["p2", "p1"])
-    assert cache.candidates(query, limit=50, allowed=set()) == []
-
-    ids, vectors, offsets, rows = cache.gather(["p6", "missing", "p1"])
-    assert ids == ["p6", "p1"] and [row["page_id"] for row in rows] == ids
-    assert vectors.shape == (60, 16) and offsets.tolist() == [0, 30]
-    np.testing.assert_allclose(maxsim(query, [vectors[:30]]), maxsim(query, [pages["p6"]]))
+    ids, scores, rows = cache.top_k(query, 3)
+    assert ids[0] == "p6" and len(ids) == 3 and [row["page_id"] for row in rows] == ids
+    assert scores[0] == pytest.approx(float(maxsim(query, [pages["p6"]])[0]), abs=1e-5)
+    assert scores == sorted(scores, reverse=True)
+    assert set(cache.top_k(query, 3, allowed={"p1", "p2"})[0]) == {"p1", "p2"}
+    assert cache.top_k(query, 50, allowed=set()) == ([], [], [])
+    assert len(cache.top_k(query, 50)[0]) == 10
 
     cache.remove(["p6"])
     assert "p6" not in cache and len(cache) == 9
-    assert "p6" not in cache.candidates(query, limit=10)
+    assert "p6" not in cache.top_k(query, 10)[0]

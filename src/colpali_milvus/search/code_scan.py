@@ -1,31 +1,43 @@
-"""Every page scored on int8 codes in one pass: the first stage of the cached search path.
+"""Every page scored on int8 codes in one pass, each score with a proven error bound.
 
 Why score every page rather than gather candidates: on pages made of single distinctive patches,
 exhaustive MaxSim's ranks 2-5 differ by ~0.01 in scores of 7-11, spread over the whole collection.
 Any stage that looks at a subset first (page centroids, an IVF over page vectors) misses them
-(recall@5 0.68 at 1,000 pages). Scoring every page on int8 codes keeps the MaxSim error near 0.01-0.02,
-so the exact top ``k`` lies within the first few places of the code ranking, and the caller rescores
-a few more than ``k`` pages on their float32 vectors. On x86 an int8 product runs on VNNI/AMX: a
-1,000-page scan (1.03 M vectors x 32 query vectors) took ~25-30 ms on this project's 2-core machine,
-against ~70 ms for the same float32 product in blocks and ~300 ms for :func:`~.maxsim.maxsim_flat`.
+(recall@5 0.68 at 1,000 pages). The scan scores all of them; :mod:`.certify` then rescores pages
+exactly, best bound first, until no unrescored page can beat the exact ``k``-th score.
 
-Codes: one float32 scale per page (its largest absolute component / 127) and int8 components; a
-query gets one scale per query vector. Then, exactly in integers until the last step::
+**Codes.** A page keeps int8 codes ``c_j`` and one float scale ``s`` (its largest absolute component
+/ 127), so ``p_j ~ s c_j``. A query vector gets two int8 layers, ``q_i ~ t_i (a_i + b_i / 254)``: the
+second layer codes what the first rounded away, so the query side's rounding all but vanishes for
+the price of a product twice as tall. Then, exactly in integers until the last step::
 
-    score(P) = sum_i  qscale_i * pscale_P * max_j  qcode_i . pcode_j
+    code(P) = s * sum_i  t_i / 254 * max_j (254 a_i . c_j + b_i . c_j)
 
-(The server path's rerank codes, :mod:`.codes`, keep one scale per vector instead: they are decoded
-to float32 after a network read, where that precision costs nothing. Here a scale per vector would
-need a float multiply of every similarity before the max, which measured ~1.7x the scan's time.)
+**Bound.** With ``E = max_j |p_j - s c_j|`` and ``N = max_j |s c_j|`` (per page, kept with the codes)
+and ``q^_i`` the query's coded vector, Cauchy-Schwarz gives, for every page vector,
+``|q_i . p_j - q^_i . s c_j| <= |q_i| E + |q_i - q^_i| N``; a max moves by at most the largest change
+of its arguments, so::
 
-Layout: pages sit in immutable blocks of about ``BLOCK_ROWS`` vectors, each one ``(dim, width x pages)``
-int8 matrix (the kernel's fastest operand), every page padded to the block's ``width`` with copies of
-its first vector (a duplicate never changes a max). A write only re-blocks the pages it touches.
+    |MaxSim(Q, P) - code(P)| <= E * sum_i |q_i| + N * sum_i |q_i - q^_i|
+
+It holds for any input: vectors of any length, outliers, negative similarities, pages of any size.
+A page with one long outlier vector gets a coarse scale and a wide bound, so it is rescored rather
+than hidden. (The bound is a worst case, ~10x the typical error of ~0.02 on ColPali-like pages.)
+
+**Layout.** Pages sit in immutable blocks of about ``BLOCK_ROWS`` vectors, each one ``(dim, width x
+pages)`` int8 matrix (the kernel's fastest operand), every page padded to the block's ``width`` with
+copies of its first vector (a duplicate never changes a max). A block only holds pages of one length
+class (lengths within ~5% of each other), so padding costs at most ~5% whatever the mix of page
+lengths. A write only re-blocks the pages it touches; each class has at most one part-full block.
+
+On x86 the int8 product runs on VNNI/AMX through torch's ``_int_mm``; without torch, float32 BLAS
+computes the same integers, slower.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -35,33 +47,97 @@ import numpy.typing as npt
 
 from colpali_milvus.search.codes import LEVELS, quantize
 
-__all__ = ["BLOCK_ROWS", "CodeBlock", "CodeScan", "encode_page", "encode_query", "scan"]
+__all__ = [
+    "BLOCK_ROWS",
+    "FINE_STEPS",
+    "CodeBlock",
+    "CodeScan",
+    "PageCode",
+    "QueryCode",
+    "ScanResult",
+    "encode_page",
+    "encode_query",
+    "length_class",
+    "scan",
+]
 
 logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float32]
+Float64Array = npt.NDArray[np.float64]
 Int8Array = npt.NDArray[np.int8]
 Int32Array = npt.NDArray[np.int32]
 
 BLOCK_ROWS = 16_384  # vectors per block: its codes (2 MiB at dim 128) and similarities stay in cache
+FINE_STEPS = 254  # the query's second layer counts in 1/254ths of a first-layer step: |b| <= 127
+_EXACT_CLASSES = 32  # pages up to this long are grouped by exact length
+_CLASS_GROWTH = 1.05  # beyond, a length class spans at most 5% (so does a block's padding)
+# Rounding of the bound's own float arithmetic, added on top (relative).
+_BOUND_SLACK = 1e-6
 
 
-def encode_page(vectors: FloatArray) -> tuple[Int8Array, float]:
-    """``(n, dim)`` float32 -> ``(n, dim)`` int8 codes and the page's scale."""
+@dataclass(frozen=True, slots=True)
+class PageCode:
+    """One page's int8 codes, scale and the two norms its error bound needs."""
+
+    codes: Int8Array  # (n, dim)
+    scale: float  # s: p_j ~ s * codes[j]
+    residual: float  # E: max_j |p_j - s codes[j]|
+    reach: float  # N: max_j |s codes[j]|
+
+    @property
+    def length(self) -> int:
+        return int(self.codes.shape[0])
+
+
+def encode_page(vectors: FloatArray) -> PageCode:
+    """``(n, dim)`` float32 -> the page's codes, scale and error norms (computed in float64)."""
     vectors = np.asarray(vectors, dtype=np.float32)
     peak = float(np.abs(vectors).max()) if vectors.size else 0.0
     scale = peak / LEVELS if peak > 0 else 1.0
     codes = quantize(vectors, np.float32(scale))  # (n, dim)
-    return codes, scale
+    decoded = codes.astype(np.float64) * scale  # (n, dim)
+    residual = float(np.linalg.norm(vectors.astype(np.float64) - decoded, axis=1).max())
+    reach = float(np.linalg.norm(decoded, axis=1).max())
+    return PageCode(codes, scale, residual, reach)
 
 
-def encode_query(query: FloatArray) -> tuple[Int8Array, npt.NDArray[np.float64]]:
-    """``(n_q, dim)`` float32 -> ``(n_q, dim)`` int8 codes and ``(n_q,)`` scales (one per query vector)."""
-    query = np.asarray(query, dtype=np.float32)
-    peak = np.abs(query).max(axis=1).astype(np.float64)  # (n_q,)
+@dataclass(frozen=True, slots=True)
+class QueryCode:
+    """A query's two int8 layers, stacked: rows ``[:n_q]`` coarse, ``[n_q:]`` fine."""
+
+    codes: Int8Array  # (2 n_q, dim)
+    scales: Float64Array  # (n_q,) t_i
+    norm_total: float  # sum_i |q_i|
+    residual_total: float  # sum_i |q_i - q^_i|
+
+    @property
+    def n_q(self) -> int:
+        return int(self.scales.shape[0])
+
+
+def encode_query(query: FloatArray) -> QueryCode:
+    """``(n_q, dim)`` float32 -> its two-layer codes, scales and the norms the bound needs."""
+    exact = np.asarray(query, dtype=np.float64)  # (n_q, dim)
+    peak = np.abs(exact).max(axis=1)  # (n_q,)
     scales = np.where(peak > 0, peak / LEVELS, 1.0)  # (n_q,)
-    codes = quantize(query, scales[:, None])  # (n_q, dim)
-    return codes, scales
+    coarse = quantize(exact, scales[:, None])  # (n_q, dim)
+    left = exact - coarse * scales[:, None]  # (n_q, dim), each within half a step
+    fine = quantize(left, (scales / FINE_STEPS)[:, None])  # (n_q, dim)
+    coded = (coarse.astype(np.float64) + fine.astype(np.float64) / FINE_STEPS) * scales[:, None]
+    return QueryCode(
+        codes=np.ascontiguousarray(np.concatenate([coarse, fine])),
+        scales=scales,
+        norm_total=float(np.linalg.norm(exact, axis=1).sum()),
+        residual_total=float(np.linalg.norm(exact - coded, axis=1).sum()),
+    )
+
+
+def length_class(length: int) -> int:
+    """Pages of one class share blocks: exact lengths up to 32, then classes ~5% wide."""
+    if length <= _EXACT_CLASSES:
+        return length
+    return _EXACT_CLASSES + 1 + int(math.log(length / _EXACT_CLASSES) / math.log(_CLASS_GROWTH))
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,65 +148,113 @@ class CodeBlock:
     lengths: npt.NDArray[np.int64]  # (pages,) real vectors per page
     width: int  # columns per page (the longest page's length)
     codes: Int8Array  # (dim, pages * width), C-contiguous
-    scales: npt.NDArray[np.float64]  # (pages,)
+    scales: Float64Array  # (pages,)
+    residuals: Float64Array  # (pages,)
+    reaches: Float64Array  # (pages,)
 
     @classmethod
-    def pack(cls, pages: Sequence[tuple[str, Int8Array, float]]) -> CodeBlock:
-        width = max(codes.shape[0] for _, codes, _ in pages)
-        padded = np.empty((len(pages), width, pages[0][1].shape[1]), dtype=np.int8)  # (pages, width, dim)
-        for slot, (_, codes, _) in enumerate(pages):
-            padded[slot, : codes.shape[0]] = codes
-            padded[slot, codes.shape[0] :] = codes[0]  # a copy of a real vector: the max is unchanged
+    def pack(cls, pages: Sequence[tuple[str, PageCode]]) -> CodeBlock:
+        width = max(page.length for _, page in pages)
+        dim = pages[0][1].codes.shape[1]
+        padded = np.empty((len(pages), width, dim), dtype=np.int8)  # (pages, width, dim)
+        for slot, (_, page) in enumerate(pages):
+            padded[slot, : page.length] = page.codes
+            padded[slot, page.length :] = page.codes[0]  # a copy of a real vector: the max is unchanged
         return cls(
-            keys=tuple(key for key, _, _ in pages),
-            lengths=np.array([codes.shape[0] for _, codes, _ in pages], dtype=np.int64),
+            keys=tuple(key for key, _ in pages),
+            lengths=np.array([page.length for _, page in pages], dtype=np.int64),
             width=width,
-            codes=np.ascontiguousarray(padded.reshape(-1, padded.shape[2]).T),  # (dim, pages * width)
-            scales=np.array([scale for _, _, scale in pages], dtype=np.float64),
+            codes=np.ascontiguousarray(padded.reshape(-1, dim).T),  # (dim, pages * width)
+            scales=np.array([page.scale for _, page in pages], dtype=np.float64),
+            residuals=np.array([page.residual for _, page in pages], dtype=np.float64),
+            reaches=np.array([page.reach for _, page in pages], dtype=np.float64),
         )
 
-    def page(self, slot: int) -> tuple[Int8Array, float]:
-        """Page ``slot``'s own ``(n, dim)`` codes (a copy, without padding) and scale."""
+    def page(self, slot: int) -> PageCode:
+        """Page ``slot`` as it was put (its codes copied out, without padding)."""
         start = slot * self.width
-        return np.ascontiguousarray(self.codes[:, start : start + int(self.lengths[slot])].T), float(self.scales[slot])
+        codes = np.ascontiguousarray(self.codes[:, start : start + int(self.lengths[slot])].T)
+        return PageCode(codes, float(self.scales[slot]), float(self.residuals[slot]), float(self.reaches[slot]))
+
+    @property
+    def rows(self) -> int:
+        """Real vectors in the block (padding not counted)."""
+        return int(self.lengths.sum())
 
     @property
     def nbytes(self) -> int:
         return int(self.codes.nbytes)
 
 
-def scan(query: FloatArray, blocks: Sequence[CodeBlock]) -> tuple[list[str], FloatArray]:
-    """Every page's approximate MaxSim: ``(keys, (n_pages,) scores)``, block after block."""
-    query_codes, query_scales = encode_query(query)  # (n_q, dim), (n_q,)
-    n_q = query_codes.shape[0]
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    """Every scanned page's code score and the bound of its distance to exact MaxSim."""
+
+    keys: list[str]
+    scores: Float64Array  # (n_pages,) code(P)
+    bounds: Float64Array  # (n_pages,) |MaxSim - code| <= bound
+
+    @property
+    def upper(self) -> Float64Array:
+        """``(n_pages,)`` upper bounds of every page's exact MaxSim."""
+        result: Float64Array = self.scores + self.bounds
+        return result
+
+
+def scan(query: FloatArray, blocks: Sequence[CodeBlock]) -> ScanResult:
+    """Every page's code score and error bound, block after block."""
+    coded = encode_query(query)
+    n_q = coded.n_q
     product = _int8_product()
+    wide = coded.codes.shape[1] > _INT32_SAFE_DIM  # 254 * 127^2 * dim must fit the accumulator
+    step_scales = coded.scales / FINE_STEPS  # (n_q,)
     keys: list[str] = []
-    parts: list[FloatArray] = []
+    scores: list[Float64Array] = []
+    bounds: list[Float64Array] = []
     for block in blocks:
-        similarities = product(query_codes, block.codes)  # (n_q, pages * width) int32, exact
-        best = similarities.reshape(n_q, len(block.keys), block.width).max(axis=2)  # (n_q, pages)
-        scores = (query_scales @ best.astype(np.float64)) * block.scales  # (pages,)
+        both = product(coded.codes, block.codes)  # (2 n_q, pages * width) int32, exact
+        combined = both[:n_q].astype(np.int64) if wide else both[:n_q]  # (n_q, pages * width), a.c
+        combined *= FINE_STEPS  # in place: a fresh product, no other reference to it
+        combined += both[n_q:]  # 254 a.c + b.c
+        best = combined.reshape(n_q, len(block.keys), block.width).max(axis=2)  # (n_q, pages)
         keys.extend(block.keys)
-        parts.append(scores.astype(np.float32))
-    return keys, (np.concatenate(parts) if parts else np.empty(0, np.float32))
+        scores.append((step_scales @ best.astype(np.float64)) * block.scales)  # (pages,)
+        bounds.append(block.residuals * coded.norm_total + block.reaches * coded.residual_total)
+    if not blocks:
+        return ScanResult([], np.empty(0, np.float64), np.empty(0, np.float64))
+    code_scores = np.concatenate(scores)
+    raw_bounds = np.concatenate(bounds)
+    slack = _BOUND_SLACK * (np.abs(code_scores) + raw_bounds)  # the float64 steps' own rounding, generously
+    return ScanResult(keys, code_scores, raw_bounds * (1 + _BOUND_SLACK) + slack)
+
+
+# 254 * 127^2 * dim < 2^31: above this dim the combination is done in int64.
+_INT32_SAFE_DIM = (2**31 - 1) // (FINE_STEPS * int(LEVELS) ** 2 + 2 * int(LEVELS) ** 2)
 
 
 class CodeScan:
-    """Pages' int8 codes by key, blocked for :func:`scan`. Not thread-safe: the caller serialises writes."""
+    """Pages' codes by key, blocked by length class for :func:`scan`. Not thread-safe: the caller serialises."""
 
     def __init__(self, dim: int, *, block_rows: int = BLOCK_ROWS) -> None:
         self.dim = dim
         self.block_rows = block_rows
         self._blocks: list[CodeBlock] = []
         self._block_of: dict[str, CodeBlock] = {}
-        self._loose: dict[str, tuple[Int8Array, float]] = {}  # written since the last seal
+        self._part_full: dict[int, CodeBlock] = {}  # length class -> its one part-full block
+        self._loose: dict[str, PageCode] = {}  # written since the last seal
 
     def __len__(self) -> int:
         return len(self._block_of) + len(self._loose)
 
     @property
     def nbytes(self) -> int:
-        return sum(block.nbytes for block in self._blocks) + sum(codes.nbytes for codes, _ in self._loose.values())
+        return sum(block.nbytes for block in self._blocks) + sum(page.codes.nbytes for page in self._loose.values())
+
+    @property
+    def real_nbytes(self) -> int:
+        """What the codes would take without padding: ``nbytes`` is within ~5% of it."""
+        blocks = sum(block.rows for block in self._blocks) * self.dim
+        return blocks + sum(page.codes.nbytes for page in self._loose.values())
 
     def put(self, key: str, vectors: FloatArray) -> None:
         self.remove([key])
@@ -147,33 +271,49 @@ class CodeScan:
     def seal(self) -> tuple[CodeBlock, ...]:
         """Block the pages written since the last call; the blocks to scan (immutable)."""
         if self._loose:
-            # At most one block is ever part-full: fold it into the regrouping.
-            if self._blocks and self._blocks[-1].codes.shape[1] < self.block_rows // 2:
-                self._unpack(self._blocks[-1])
-            loose = sorted(self._loose.items(), key=lambda item: item[1][0].shape[0])  # similar lengths pad less
+            by_class: dict[int, list[tuple[str, PageCode]]] = {}
+            for key, page in self._loose.items():
+                by_class.setdefault(length_class(page.length), []).append((key, page))
             self._loose = {}
-            group: list[tuple[str, Int8Array, float]] = []
-            rows = 0
-            for key, (codes, scale) in loose:
-                group.append((key, codes, scale))
-                rows += codes.shape[0]
-                if rows >= self.block_rows:
-                    self._add_block(CodeBlock.pack(group))
-                    group, rows = [], 0
-            if group:
-                self._add_block(CodeBlock.pack(group))
+            for length, pages in by_class.items():
+                part_full = self._part_full.get(length)
+                if part_full is not None:  # at most one part-full block per class: fold it in
+                    self._drop_block(part_full)
+                    pages.extend((key, part_full.page(slot)) for slot, key in enumerate(part_full.keys))
+                self._pack_class(length, sorted(pages, key=lambda item: item[1].length))
         return tuple(self._blocks)
+
+    def _pack_class(self, length: int, pages: list[tuple[str, PageCode]]) -> None:
+        group: list[tuple[str, PageCode]] = []
+        rows = 0
+        for key, page in pages:
+            group.append((key, page))
+            rows += page.length
+            if rows >= self.block_rows:
+                self._add_block(CodeBlock.pack(group))
+                group, rows = [], 0
+        if group:
+            block = CodeBlock.pack(group)
+            self._add_block(block)
+            self._part_full[length] = block
 
     def _add_block(self, block: CodeBlock) -> None:
         self._blocks.append(block)
         for key in block.keys:
             self._block_of[key] = block
 
+    def _drop_block(self, block: CodeBlock) -> None:
+        self._blocks.remove(block)
+        for key in block.keys:
+            del self._block_of[key]
+        length = length_class(int(block.lengths[0]))
+        if self._part_full.get(length) is block:
+            del self._part_full[length]
+
     def _unpack(self, block: CodeBlock) -> None:
         """Dissolve ``block``: its pages become loose again (to be re-blocked at the next seal)."""
-        self._blocks.remove(block)
+        self._drop_block(block)
         for slot, key in enumerate(block.keys):
-            del self._block_of[key]
             self._loose[key] = block.page(slot)
 
 
@@ -182,7 +322,7 @@ Product = Callable[[Int8Array, Int8Array], Int32Array]
 
 @cache
 def _int8_product() -> Product:
-    """``(n_q, dim) x (dim, m) -> (n_q, m)`` exact int32: torch's int8 kernel if it works here, else BLAS."""
+    """``(m, dim) x (dim, n) -> (m, n)`` exact int32: torch's int8 kernel if it works here, else BLAS."""
     try:
         import torch  # optional (the embedder's dependency): imported only when a cached search runs
 
@@ -202,6 +342,8 @@ def _int8_product() -> Product:
 
 
 def _by_blas(left: Int8Array, right: Int8Array) -> Int32Array:
-    # Sums of int8 products stay below 2**24 for dim <= 1,040: exact in float32 (beyond, rounded).
-    product = left.astype(np.float32) @ right.astype(np.float32)
-    return np.rint(product).astype(np.int32)
+    # Sums of int8 products stay below 2**24 for dim <= 1,040: exact in float32. Beyond, float64.
+    dtype = np.float32 if left.shape[1] <= 1_040 else np.float64
+    product = left.astype(dtype) @ right.astype(dtype)
+    result: Int32Array = np.rint(product).astype(np.int32)
+    return result

@@ -41,7 +41,9 @@ def encode(vectors: FloatArray) -> bytes:
     return blob
 
 
-def quantize(values: FloatArray, scales: npt.NDArray[np.floating[Any]] | np.floating[Any]) -> npt.NDArray[np.int8]:
+def quantize(
+    values: npt.NDArray[np.floating[Any]], scales: npt.NDArray[np.floating[Any]] | np.floating[Any]
+) -> npt.NDArray[np.int8]:
     """``values / scales`` rounded to int8 steps (``scales`` broadcasts against ``values``)."""
     return np.rint(values / scales).clip(-LEVELS, LEVELS).astype(np.int8)
 

@@ -5,8 +5,9 @@ back once, and searched without any Milvus request. On Milvus Lite (a pure-Pytho
 ANN request, over a second per fetch of a few pages' vectors) that is the difference between
 milliseconds and seconds.
 
-A search scores **every** page on its int8 codes (:mod:`~colpali_milvus.search.code_scan`) and hands
-the best few, whole in float32, to the exact MaxSim of the store.
+A search scores **every** page on its int8 codes (:mod:`~colpali_milvus.search.code_scan`), each
+score with a proven error bound, and rescores pages exactly in bound order until the top ``k`` is
+certified (:mod:`~colpali_milvus.search.certify`).
 
 Every page carries the digest its page row records in Milvus. A saved file is trusted only whole:
 its format and dim must match, its page ids and digests must equal the committed ones read from
@@ -20,15 +21,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from colpali_milvus.search.certify import certified_top_k
 from colpali_milvus.search.code_scan import CodeScan, scan
-from colpali_milvus.search.maxsim import page_offsets
+from colpali_milvus.search.maxsim import maxsim_each
 from colpali_milvus.store.rows import vector_digest
 
 __all__ = ["CACHE_FILE_VERSION", "PageVectorCache"]
@@ -54,6 +56,7 @@ class PageVectorCache:
         self._codes = CodeScan(dim)
         self._lock = threading.Lock()
         self.version = 0  # bumped by every change; tells whether the saved file is current
+        self.last_rescored = 0  # pages the last top_k scored exactly (for benchmarks and logs)
 
     def __len__(self) -> int:
         return len(self._vectors)
@@ -93,33 +96,32 @@ class PageVectorCache:
         with self._lock:
             return {page_id: self._vectors[page_id] for page_id in page_ids if page_id in self._vectors}
 
-    def candidates(self, query: FloatArray, limit: int, allowed: set[str] | None = None) -> list[str]:
-        """The ``limit`` pages (among ``allowed``) with the highest MaxSim on their int8 codes, best first."""
-        with self._lock:
+    def top_k(
+        self, query: FloatArray, k: int, allowed: set[str] | None = None, *, min_rescored: int = 0
+    ) -> tuple[list[str], list[float], list[Mapping[str, Any]]]:
+        """The exact top ``k`` pages (among ``allowed``): ``(ids, exact MaxSim scores, page rows)``, best first.
+
+        Every page is scored on its codes with a proven error bound; pages are then rescored exactly
+        in bound order until no other page can enter the top ``k`` (:mod:`~colpali_milvus.search.certify`),
+        at least ``min_rescored`` of them.
+        """
+        with self._lock:  # one consistent view: the blocks and the vectors they were made from
             blocks = self._codes.seal()
+            vectors, rows = dict(self._vectors), dict(self._rows)
         if allowed is not None:  # a block with no allowed page is not scanned
             blocks = tuple(block for block in blocks if not allowed.isdisjoint(block.keys))
-        ids, scores = scan(query, blocks)  # (n_pages,)
+        result = scan(query, blocks)
+        upper = result.upper  # (n_pages,)
         if allowed is not None:
-            scores[[page_id not in allowed for page_id in ids]] = -np.inf
-        limit = min(limit, len(ids))
-        if limit <= 0:
-            return []
-        top = np.argpartition(-scores, limit - 1)[:limit]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return [ids[i] for i in top if np.isfinite(scores[i])]
+            upper[[page_id not in allowed for page_id in result.keys]] = -np.inf
 
-    def gather(
-        self, page_ids: Sequence[str]
-    ) -> tuple[list[str], FloatArray, npt.NDArray[np.int64], list[Mapping[str, Any]]]:
-        """The cached pages among ``page_ids``, back to back: ``(ids, (rows, dim), offsets, page rows)``."""
-        with self._lock:  # one consistent view even while a page is being replaced
-            found = [page_id for page_id in page_ids if page_id in self._vectors]
-            blocks = [self._vectors[page_id] for page_id in found]
-            rows = [self._rows[page_id] for page_id in found]
-        if not blocks:
-            return [], np.empty((0, self.dim), np.float32), np.empty(0, np.int64), []
-        return found, np.concatenate(blocks), page_offsets(blocks), rows
+        def exact(indices: list[int]) -> npt.NDArray[np.float64]:
+            return maxsim_each(query, [vectors[result.keys[i]] for i in indices])
+
+        top = certified_top_k(upper, k, exact, first=min_rescored)
+        self.last_rescored = top.rescored
+        ids = [result.keys[i] for i in top.indices]
+        return ids, top.scores, [rows[page_id] for page_id in ids]
 
     # -- the saved file ---------------------------------------------------------------------
 

@@ -28,18 +28,14 @@ from colpali_milvus.store.cache import PageVectorCache
 from colpali_milvus.store.collections import CollectionNames, read_generation
 from colpali_milvus.store.connection import MilvusConnection
 from colpali_milvus.store.rows import PageRecord
-from colpali_milvus.store.search_path import Candidates
+from colpali_milvus.store.search_path import RankedPages
 from colpali_milvus.store.shared import SharedCollection
 
-__all__ = ["EXACT_EXTRA", "CachedPath"]
+__all__ = ["CachedPath"]
 
 logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float32]
-
-# Pages rescored exactly beyond k by default. The code ranking's error (~0.01-0.02 of MaxSim) moves
-# the exact top 5 at most to places 6-8 on the benchmark families (README Performance).
-EXACT_EXTRA = 16
 
 
 @dataclass(eq=False)
@@ -55,7 +51,7 @@ class _CacheState:
 
 
 class CachedPath:
-    """Every page ranked on its int8 codes in memory; the best ones handed over whole, in float32."""
+    """Every page scored on its int8 codes in memory with a proven error bound; the top k certified exactly."""
 
     name = "cached"
 
@@ -89,12 +85,11 @@ class CachedPath:
 
     # -- reads ------------------------------------------------------------------------------
 
-    def candidates(self, query: FloatArray, k: int, where: str) -> Candidates:
+    def ranked(self, query: FloatArray, k: int, where: str) -> RankedPages:
         cache = self._current()
         allowed = set(reads.page_ids(self._connection, self._names, where)) if where else None
-        depth = max(k, self._rerank_depth or k + EXACT_EXTRA)
-        page_ids, vectors, offsets, rows = cache.gather(cache.candidates(query, depth, allowed))
-        return Candidates(page_ids, vectors, offsets, rows)
+        page_ids, scores, rows = cache.top_k(query, k, allowed, min_rescored=self._rerank_depth or 0)
+        return RankedPages(page_ids, scores, rows)
 
     def existing(self, page_ids: Sequence[str]) -> set[str]:
         cache = self._current()

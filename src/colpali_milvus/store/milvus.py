@@ -27,7 +27,6 @@ import numpy as np
 import numpy.typing as npt
 
 from colpali_milvus.errors import InvalidInputError
-from colpali_milvus.search.maxsim import maxsim_flat
 from colpali_milvus.store import lite, reads, shared
 from colpali_milvus.store.cached_path import CachedPath
 from colpali_milvus.store.collections import (
@@ -341,27 +340,18 @@ class MilvusMultiVectorStore:
     ) -> list[PageHit]:
         """The ``k`` best pages for a ``(n_q, dim)`` query, best first, scored by exact MaxSim.
 
-        Candidates come from the store's search path; each is then scored over **all** of its
-        vectors. ``filter`` is a structured filter (see :mod:`colpali_milvus.store.filters`);
-        ``expr`` is a raw Milvus expression, ANDed with it, for callers who need the full Milvus
-        language and accept responsibility for escaping.
+        Every returned score is exact MaxSim over **all** of the page's vectors (see the search
+        paths for how the ``k`` pages are found). ``filter`` is a structured filter (see
+        :mod:`colpali_milvus.store.filters`); ``expr`` is a raw Milvus expression, ANDed with it,
+        for callers who need the full Milvus language and accept responsibility for escaping.
         """
         query = as_vectors(query_vectors, self._dim, "query")
         if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
             raise InvalidInputError(f"k must be a positive integer, got {k!r}")
-        candidates = self._path.candidates(query, k, join_clauses(compile_filter(filter), expr))
-        if not candidates.page_ids:
-            return []
-        scores = maxsim_flat(query, candidates.vectors, candidates.offsets)  # (n_pages,)
-        best = np.argsort(-scores, kind="stable")[:k]
+        ranked = self._path.ranked(query, k, join_clauses(compile_filter(filter), expr))
         return [
-            PageHit(
-                page_id=candidates.page_ids[i],
-                score=float(scores[i]),
-                metadata=hit_metadata(candidates.rows[i]),
-                text=str(candidates.rows[i].get("text") or ""),
-            )
-            for i in best
+            PageHit(page_id=page_id, score=score, metadata=hit_metadata(row), text=str(row.get("text") or ""))
+            for page_id, score, row in zip(ranked.page_ids, ranked.scores, ranked.rows, strict=True)
         ]
 
     def get_vectors(self, page_ids: Sequence[str]) -> dict[str, FloatArray]:

@@ -3,14 +3,14 @@
 A store has exactly one path, chosen when it opens: :class:`~colpali_milvus.store.cached_path.CachedPath`
 (an in-process copy of the pages, verified against Milvus) or
 :class:`~colpali_milvus.store.server_path.ServerPath` (ANN in Milvus, then the candidates' vectors read
-back). Either hands the front class candidate pages with **all** of their vectors; the front class
-scores them by exact MaxSim. A path never calls back into the front class.
+back). Either hands the front class the ``k`` best pages, each scored by exact MaxSim over **all** of
+its vectors. A path never calls back into the front class.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -18,26 +18,25 @@ import numpy.typing as npt
 
 from colpali_milvus.store.rows import PageRecord
 
-__all__ = ["Candidates", "SearchPath"]
+__all__ = ["RankedPages", "SearchPath"]
 
 FloatArray = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True, slots=True)
-class Candidates:
-    """Candidate pages back to back: page ``i`` is ``vectors[offsets[i]:offsets[i + 1]]``."""
+class RankedPages:
+    """Pages best first, with their exact MaxSim and page rows (aligned)."""
 
     page_ids: list[str]
-    vectors: FloatArray  # (rows, dim)
-    offsets: npt.NDArray[np.int64]  # (n_pages,)
-    rows: list[Mapping[str, Any]] = field(default_factory=list)  # page rows, aligned with page_ids
+    scores: list[float]
+    rows: list[Mapping[str, Any]]
 
 
 class SearchPath(Protocol):
     name: str  # "cached" or "server", as StoreInfo reports it
 
-    def candidates(self, query: FloatArray, k: int, where: str) -> Candidates:
-        """At least ``k`` committed pages matching ``where`` (when that many exist), whole."""
+    def ranked(self, query: FloatArray, k: int, where: str) -> RankedPages:
+        """The ``k`` best committed pages matching ``where`` (fewer when fewer exist), by exact MaxSim."""
         ...
 
     def existing(self, page_ids: Sequence[str]) -> set[str]:

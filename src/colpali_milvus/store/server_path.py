@@ -37,7 +37,7 @@ from colpali_milvus.store.collections import CollectionNames
 from colpali_milvus.store.connection import MilvusConnection, in_ids
 from colpali_milvus.store.rows import PageRecord
 from colpali_milvus.store.schema import IndexConfig
-from colpali_milvus.store.search_path import Candidates
+from colpali_milvus.store.search_path import RankedPages
 
 __all__ = ["EXACT_EXTRA", "SERVER_RERANK_DEPTH", "ServerPath"]
 
@@ -78,13 +78,13 @@ class ServerPath:
         self._candidates_per_vector = candidates_per_vector
         self._rerank_depth = rerank_depth or SERVER_RERANK_DEPTH
 
-    def candidates(self, query: FloatArray, k: int, where: str) -> Candidates:
+    def ranked(self, query: FloatArray, k: int, where: str) -> RankedPages:
         depth = min(max(k, self._rerank_depth), _MAX_SEARCH_LIMIT)
         ann_filter = ""
         if where:
             allowed = reads.page_ids(self._connection, self._names, where, consistency=SEARCH_CONSISTENCY)
             if not allowed:
-                return _empty(self._dim)
+                return RankedPages([], [], [])
             ann_filter = in_ids(allowed)
         with ThreadPoolExecutor(2) as pool:  # the two ANN requests, at once
             centroid_hits = pool.submit(self._search_centroids, query, ann_filter)
@@ -113,9 +113,11 @@ class ServerPath:
         )
         found = [page_id for page_id in exact_ids if page_id in vectors]
         if not found:
-            return _empty(self._dim)
+            return RankedPages([], [], [])
         blocks = [vectors[page_id] for page_id in found]
-        return Candidates(found, np.concatenate(blocks), page_offsets(blocks), [rows[page_id] for page_id in found])
+        exact = maxsim_flat(query, np.concatenate(blocks), page_offsets(blocks))  # (pages,)
+        best = np.argsort(-exact, kind="stable")[:k]
+        return RankedPages([found[i] for i in best], [float(exact[i]) for i in best], [rows[found[i]] for i in best])
 
     def existing(self, page_ids: Sequence[str]) -> set[str]:
         return set(reads.page_rows(self._connection, self._names, list(page_ids)))
@@ -177,7 +179,3 @@ def _alternate(first: list[str], second: list[str]) -> list[str]:
     """Both orders merged by taking from each in turn, each page once (where it first appears)."""
     merged = (page_id for pair in zip_longest(first, second) for page_id in pair if page_id is not None)
     return list(dict.fromkeys(merged))
-
-
-def _empty(dim: int) -> Candidates:
-    return Candidates([], np.empty((0, dim), np.float32), np.empty(0, np.int64), [])
