@@ -186,6 +186,8 @@ class PageVectorCache:
                 or np.any(counts <= 0)
             ):
                 return None
+        if not ids:  # an empty collection's file: np.split would hand back one empty block
+            return []
         page_vectors = np.split(vectors, np.cumsum(counts)[:-1])
         if any(vector_digest(block) != digest for block, digest in zip(page_vectors, digests, strict=True)):
             return None

@@ -112,8 +112,12 @@ class CachedPath:
         # The saved file stops describing the collection now: remove it before Milvus changes,
         # so that a crash mid-write cannot leave it behind (it would fail verification anyway).
         if self._cache_file is not None:
-            self._cache_file.unlink(missing_ok=True)
             self._state.saved_version = -1
+            try:
+                self._cache_file.unlink(missing_ok=True)
+            except OSError as error:  # e.g. a folder stands there: it can never pass as a saved copy
+                # A file that stays behind is harmless too: its digests no longer match the commits.
+                logger.warning("could not remove the saved vector cache %s (%s)", self._cache_file, error)
 
     def written(self, records: Sequence[PageRecord]) -> None:
         if self._state.loaded:
