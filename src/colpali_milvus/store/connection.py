@@ -122,14 +122,21 @@ class MilvusConnection:
             raise StoreConnectionError(f"Milvus could not {operation} at {self.display_uri}: {error}") from error
 
     def query(
-        self, collection: str, where: str, fields: Sequence[str], limit: int, *, consistency: str | None = None
+        self,
+        collection: str,
+        where: str,
+        fields: Sequence[str],
+        limit: int,
+        *,
+        consistency: str | None = None,
+        smallest_keys: bool = False,
     ) -> list[dict[str, Any]]:
+        """At most ``limit`` matching rows; with ``smallest_keys``, those of the smallest primary keys."""
+        options = {**_consistency(consistency), **(_SMALLEST_KEYS if smallest_keys else {})}
         return self.call(
             "query",
             lambda: list(
-                self._client.query(
-                    collection, filter=where, output_fields=list(fields), limit=limit, **_consistency(consistency)
-                )
+                self._client.query(collection, filter=where, output_fields=list(fields), limit=limit, **options)
             ),
         )
 
@@ -139,7 +146,10 @@ class MilvusConnection:
         """Matching rows in batches of at most one query window, in primary key order."""
 
         def fetch(window: str) -> tuple[list[dict[str, Any]], None]:
-            batch = self.query(collection, window, list({primary, *fields}), QUERY_WINDOW, consistency=consistency)
+            fields_read = list({primary, *fields})
+            batch = self.query(
+                collection, window, fields_read, QUERY_WINDOW, consistency=consistency, smallest_keys=True
+            )
             return sorted(batch, key=lambda row: row[primary]), None
 
         for batch, _ in _by_primary_key(where, primary, fetch):
@@ -176,6 +186,7 @@ class MilvusConnection:
             limit=QUERY_WINDOW,
             strict_float32=True,
             **_consistency(consistency),
+            **_SMALLEST_KEYS,
         )
         columns = _columns(result, fields, vector_field)
         if columns is not None:
@@ -393,10 +404,19 @@ class MilvusConnection:
                 logger.debug("reloading %s: %s", name, error)
 
 
+# A query's rows come in segment (insertion) order, so a window cut at the limit is not the smallest
+# keys, and paging past its largest key would skip rows. The query-iterator flag makes Milvus (2.3
+# servers and Milvus Lite alike) return the smallest keys of the match, in order.
+_SMALLEST_KEYS = {"iterator": "True", "reduce_stop_for_best": "True"}
+
+
 def _by_primary_key(
     where: str, primary: str, fetch: Callable[[str], tuple[list[dict[str, Any]], T]]
 ) -> Iterator[tuple[list[dict[str, Any]], T]]:
-    """Page through ``where`` one query window at a time: each window starts past the last key read."""
+    """Page through ``where`` one query window at a time: each window starts past the last key read.
+
+    ``fetch`` must return the window of the *smallest* matching keys (see ``_SMALLEST_KEYS``).
+    """
     last: Any = None
     while True:
         bound = "" if last is None else f"{primary} > {_scalar_literal(last)}"
