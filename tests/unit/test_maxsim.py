@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from colpali_milvus.search import maxsim, maxsim_flat
+from colpali_milvus.search.maxsim import maxsim_each
 
 # The package re-exports the function `maxsim`, which shadows the submodule of the same name.
 maxsim_module = importlib.import_module("colpali_milvus.search.maxsim")
@@ -116,3 +117,10 @@ def test_ragged_pages_match_colpali_engine_when_best_similarities_are_positive()
     ).numpy()
 
     np.testing.assert_allclose(np.stack([maxsim(q, pages) for q in queries]), expected, rtol=1e-5)
+
+
+def test_maxsim_each_gives_the_numbers_maxsim_flat_gives() -> None:
+    rng = np.random.default_rng(11)
+    query = rng.standard_normal((7, 24)).astype(np.float32)
+    pages = [rng.standard_normal((int(n), 24)).astype(np.float32) for n in rng.integers(1, 90, 12)]
+    np.testing.assert_array_equal(maxsim_each(query, pages), maxsim(query, pages).astype(np.float64))

@@ -87,13 +87,14 @@ def maxsim_each(query: FloatArray, pages: Sequence[FloatArray]) -> npt.NDArray[n
     """MaxSim of one ``(n_q, d)`` query against each page, one product per page (no concatenation).
 
     For a few pages taken from a large arena (the certified rescoring), where copying them back to
-    back would cost more than scoring them. Returns ``(n_pages,)`` float64 sums of float32 maxima.
+    back would cost more than scoring them. Returns ``(n_pages,)`` scores, each the same float32
+    number :func:`maxsim_flat` gives.
     """
     query = np.asarray(query, dtype=np.float32)
     scores = np.empty(len(pages), dtype=np.float64)
     for i, page in enumerate(pages):
         best = _similarities(np.asarray(page, dtype=np.float32), query).max(axis=0)  # (n_q,)
-        scores[i] = float(best.astype(np.float64).sum())
+        scores[i] = best.sum(dtype=np.float32)
     return scores
 
 

@@ -31,7 +31,7 @@ from colpali_milvus.store.rows import PageRecord
 from colpali_milvus.store.search_path import RankedPages
 from colpali_milvus.store.shared import SharedCollection
 
-__all__ = ["CachedPath"]
+__all__ = ["CachedPath", "SharedCopy"]
 
 logger = logging.getLogger(__name__)
 
@@ -108,25 +108,6 @@ class CachedPath:
         cache = self._current()
         return [page_id for page_id in page_ids if page_id in cache]
 
-    def before_write(self) -> None:
-        # The saved file stops describing the collection now: remove it before Milvus changes,
-        # so that a crash mid-write cannot leave it behind (it would fail verification anyway).
-        if self._cache_file is not None:
-            self._state.saved_version = -1
-            try:
-                self._cache_file.unlink(missing_ok=True)
-            except OSError as error:  # e.g. a folder stands there: it can never pass as a saved copy
-                # A file that stays behind is harmless too: its digests no longer match the commits.
-                logger.warning("could not remove the saved vector cache %s (%s)", self._cache_file, error)
-
-    def written(self, records: Sequence[PageRecord]) -> None:
-        if self._state.loaded:
-            for record in records:
-                self._state.cache.put(record.page_id, record.vectors, record.row)
-
-    def deleted(self, page_ids: Sequence[str]) -> None:
-        self._state.cache.remove(page_ids)
-
     def close(self, *, last_user: bool) -> None:
         state = self._state
         if not (last_user and self._cache_file is not None and state.loaded):
@@ -194,3 +175,40 @@ class CachedPath:
         if not state.loaded:
             state.loaded, state.loaded_from = True, "milvus"
         logger.debug("vector cache synced: %d gone, %d fetched", len(gone), len(fetched))
+
+
+class SharedCopy:
+    """What every write does to the process's shared copy, whichever search path the writing store uses.
+
+    A store with ``cache=False`` and a cached store may share one collection in one process (on
+    Milvus Lite, one file): the cached one must see the other's adds, replacements and deletes, and
+    the saved file must go before Milvus changes. Called under the collection's write lock.
+    """
+
+    def __init__(self, shared: SharedCollection, cache_file: Path | None) -> None:
+        self._shared = shared
+        self._cache_file = cache_file
+
+    def before_write(self) -> None:
+        state: _CacheState | None = self._shared.cache_state
+        if state is not None:
+            state.saved_version = -1
+        # The saved file stops describing the collection now: remove it before Milvus changes,
+        # so that a crash mid-write cannot leave it behind (it would fail verification anyway).
+        if self._cache_file is not None:
+            try:
+                self._cache_file.unlink(missing_ok=True)
+            except OSError as error:  # e.g. a folder stands there: it can never pass as a saved copy
+                # A file that stays behind is harmless too: its digests no longer match the commits.
+                logger.warning("could not remove the saved vector cache %s (%s)", self._cache_file, error)
+
+    def written(self, records: Sequence[PageRecord]) -> None:
+        state: _CacheState | None = self._shared.cache_state
+        if state is not None and state.loaded:  # else the first read fills it from Milvus, writes included
+            for record in records:
+                state.cache.put(record.page_id, record.vectors, record.row)
+
+    def deleted(self, page_ids: Sequence[str]) -> None:
+        state: _CacheState | None = self._shared.cache_state
+        if state is not None:
+            state.cache.remove(page_ids)

@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from colpali_milvus.errors import InvalidInputError
 from colpali_milvus.store import lite, reads, shared
-from colpali_milvus.store.cached_path import CachedPath
+from colpali_milvus.store.cached_path import CachedPath, SharedCopy
 from colpali_milvus.store.collections import (
     CollectionNames,
     claim_model,
@@ -152,6 +152,8 @@ class MilvusMultiVectorStore:
             )
             self._dim, self._model_name, self._pool_factor = opened.dim, opened.model_name, opened.pool_factor
             self._shared = shared.attach((*self._connection.identity, collection_name))
+            cache_file = lite.cache_file(self._connection.uri, collection_name) if exclusive else None
+            self._copy = SharedCopy(self._shared, cache_file)
             self._announce_writes = not exclusive
             self._path: SearchPath
             if use_cache:
@@ -163,7 +165,7 @@ class MilvusMultiVectorStore:
                     exclusive=exclusive,
                     created=opened.created,
                     rerank_depth=rerank_depth,
-                    cache_file=lite.cache_file(self._connection.uri, collection_name),
+                    cache_file=cache_file,
                 )
             else:
                 self._path = ServerPath(
@@ -266,20 +268,20 @@ class MilvusMultiVectorStore:
         if not records:
             return []
         with self._write_lock():
-            self._path.before_write()
+            self._copy.before_write()
             # Clear every row of these ids first: a replaced page, or vector rows orphaned by a
             # crash before their commit marker, must not mix with the new rows.
             stale = self._path.ids_to_clear(ids)
             if stale:
                 self._connection.delete_ids(self._names.all, stale)
-                self._path.deleted(stale)
+                self._copy.deleted(stale)
             self._connection.insert(self._names.vectors, vector_rows(records))
             self._connection.insert(self._names.summaries, summary_rows(records))
             # Page rows last: they are the commit markers that make pages visible to search.
             # Upserted, not inserted: a Milvus server keeps both rows of a duplicated primary key
             # and answers queries and searches from different ones.
             self._connection.insert(self._names.pages, (page_row(record) for record in records), upsert=True)
-            self._path.written(records)
+            self._copy.written(records)
             self._announce()
         return ids
 
@@ -313,18 +315,18 @@ class MilvusMultiVectorStore:
                 self._connection, self._names, join_clauses(compile_filter(clauses) if clauses else "", where)
             )
             if targets:
-                self._path.before_write()
+                self._copy.before_write()
                 # Page rows first: the pages stop being visible before their other rows go.
                 self._connection.delete_ids(self._names.all, targets)
-                self._path.deleted(targets)
+                self._copy.deleted(targets)
                 self._announce()
         return targets
 
     def drop(self) -> None:
         """Drop the store's collections (every page, irreversibly)."""
         with self._write_lock():
-            self._path.before_write()
-            self._path.deleted(self.page_ids())
+            self._copy.before_write()
+            self._copy.deleted(self.page_ids())
             for name in self._names.all:
                 self._connection.drop(name)
 

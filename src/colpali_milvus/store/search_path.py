@@ -16,8 +16,6 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from colpali_milvus.store.rows import PageRecord
-
 __all__ = ["RankedPages", "SearchPath"]
 
 FloatArray = npt.NDArray[np.float32]
@@ -49,18 +47,6 @@ class SearchPath(Protocol):
 
     def ids_to_clear(self, page_ids: Sequence[str]) -> list[str]:
         """Which of ``page_ids`` may have rows to delete before they are written anew."""
-        ...
-
-    def before_write(self) -> None:
-        """Called (under the collection's write lock) before rows change."""
-        ...
-
-    def written(self, records: Sequence[PageRecord]) -> None:
-        """Called (under the write lock) once these pages are committed in Milvus."""
-        ...
-
-    def deleted(self, page_ids: Sequence[str]) -> None:
-        """Called (under the write lock) once these pages are deleted from Milvus."""
         ...
 
     def close(self, *, last_user: bool) -> None:

@@ -35,7 +35,6 @@ from colpali_milvus.search.maxsim import maxsim_flat, page_offsets
 from colpali_milvus.store import reads
 from colpali_milvus.store.collections import CollectionNames
 from colpali_milvus.store.connection import MilvusConnection, in_ids
-from colpali_milvus.store.rows import PageRecord
 from colpali_milvus.store.schema import IndexConfig
 from colpali_milvus.store.search_path import RankedPages
 
@@ -128,15 +127,6 @@ class ServerPath:
 
     def ids_to_clear(self, page_ids: Sequence[str]) -> list[str]:
         return list(page_ids)  # rows of a replaced page, or orphaned by a crash, may exist for any id
-
-    def before_write(self) -> None:
-        pass
-
-    def written(self, records: Sequence[PageRecord]) -> None:
-        pass
-
-    def deleted(self, page_ids: Sequence[str]) -> None:
-        pass
 
     def close(self, *, last_user: bool) -> None:
         pass
