@@ -365,6 +365,11 @@ class MilvusMultiVectorStore:
         rows = reads.page_rows(self._connection, self._names, list(page_ids))
         return {page_id: stored_page(row) for page_id, row in rows.items()}
 
+    def page_digests(self, page_ids: Sequence[str]) -> dict[str, str]:
+        """The digest of its vectors (``rows.vector_digest``) each committed page among ``page_ids`` records."""
+        rows = reads.page_rows(self._connection, self._names, list(page_ids), fields=("page_id", "digest"))
+        return {page_id: str(row["digest"]) for page_id, row in rows.items()}
+
     def existing_page_ids(self, page_ids: Sequence[str]) -> set[str]:
         """The subset of ``page_ids`` that are stored (committed)."""
         return self._path.existing(list(page_ids))
