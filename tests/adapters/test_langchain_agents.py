@@ -269,7 +269,7 @@ def test_documents_without_an_image_are_refused_before_anything_is_written(
         ({"image_path": str(tmp_path / "missing.png")}, DocumentError, "is not a file"),
         ({**good[0].metadata, "page": 0}, InvalidInputError, "1-based"),
         ({**good[0].metadata, "page_id": "other-00001"}, InvalidInputError, "does not match"),
-        ({**good[0].metadata, "doc_id": "bad id!"}, InvalidInputError, "not a valid id"),
+        ({**good[0].metadata, "doc_id": "bad\x00id"}, InvalidInputError, "not a valid id"),
     ]
     for metadata, error, message in cases:
         with pytest.raises(error, match=message):
