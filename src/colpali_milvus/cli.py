@@ -13,8 +13,9 @@ password is best given that way, out of the shell history. ``--help`` lists them
 
 ``search`` (and ``index`` into an existing collection) loads the model the collection records
 unless ``--model`` names one; a ``--model`` or ``--pool-factor`` the collection does not record is
-refused before any weights load. ``search``, ``info`` and ``delete`` never create a database or a
-collection.
+refused before any weights load. ``index`` looks every page up first and loads the weights only when
+one needs embedding: re-running it on an unchanged folder loads no model. ``search``, ``info`` and
+``delete`` never create a database or a collection.
 
 Exit status (the request was carried out only with 0):
 
@@ -36,6 +37,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -103,15 +105,17 @@ def _index(args: argparse.Namespace, out: TextIO) -> int:
     total = sum(_page_count(path, args.password) for path in files)
     _check_device(args.device)
 
-    index = _open_index(args, create=True)
+    index = _open_index(args, create=True)  # an existing collection's model loads only if a page needs it
     with index, _progress_bar(total, enabled=not args.json and not args.no_progress) as bar:
-        before = index.count()
         report = index.add_files(files, metadata=metadata, password=args.password, progress=bar.update)
         after = index.count()
+    model_loaded = getattr(index.embedder, "loaded", True)
     summary = {
         "files": len(report.files),
         "pages": len(report.page_ids),
-        "new_pages": after - before,
+        "new_pages": index.pages_embedded,
+        "stored_already": len(report.page_ids) - index.pages_embedded,
+        "model_loaded": model_loaded,
         "skipped": [{"path": skipped.path, "error": skipped.error} for skipped in report.skipped],
         "collection": index.store.collection_name,
     }
@@ -119,10 +123,12 @@ def _index(args: argparse.Namespace, out: TextIO) -> int:
         _write_json(summary, out)
     else:
         print(
-            f"indexed {summary['files']} files: {summary['pages']} pages, {summary['new_pages']} new "
-            f"(collection {summary['collection']!r}, {after} pages in all)",
+            f"indexed {summary['files']} files: {summary['pages']} pages, {summary['new_pages']} new, "
+            f"{summary['stored_already']} stored already (collection {summary['collection']!r}, {after} pages in all)",
             file=out,
         )
+        if not model_loaded:
+            print("nothing needed embedding: the model was not loaded", file=out)
     for skipped in report.skipped:
         print(f"skipped {skipped.path}: {skipped.error}", file=sys.stderr)
     status = _status(done=len(report.files), left_out=len(report.skipped))
@@ -161,11 +167,13 @@ def _status(*, done: int, left_out: int) -> int:
 
 
 def _search(args: argparse.Namespace, out: TextIO) -> int:
-    filter_ = _json_filter(args.filter)
+    filter_ = _search_filter(args)
     _require_lite_file(args)
     _check_device(args.device)
     index = _open_index(args, create=False)  # a mistyped --uri or --collection creates nothing
     with index:
+        if filter_ is not None:
+            filter_ = index.collection.resolve_source_filter(filter_)
         hits = index.search(args.question, k=args.k, filter=filter_)
         saved = _save_images(hits, Path(args.save_images)) if args.save_images else {}
         explained = _explain(index, args.question, hits, Path(args.explain)) if args.explain else {}
@@ -193,10 +201,10 @@ def _search(args: argparse.Namespace, out: TextIO) -> int:
         print("no pages found", file=out)
         return 0
     rows = [
-        (str(rank), f"{hit.score:.4f}", hit.source or "", hit.page_label or str(hit.page or ""), hit.page_id)
+        (str(rank), f"{hit.score:.4f}", hit.source or "", str(hit.page or ""), hit.page_label or "", hit.page_id)
         for rank, hit in enumerate(hits, start=1)
     ]
-    _print_table(("rank", "score", "source", "page", "page id"), rows, out)
+    _print_table(("rank", "score", "source", "page", "label", "page id"), rows, out)
     for label, paths in (("page images", saved), ("similarity maps", explained)):
         if paths:
             print(f"{label} saved to {Path(next(iter(paths.values()))).parent}", file=out)
@@ -403,22 +411,28 @@ def _check_device(device: str | None) -> None:
 
 
 def _explain(index: ColPaliIndex, question: str, hits: Sequence[PageHit], folder: Path) -> dict[str, str]:
+    from colpali_milvus.index import record_written_files
+
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, str] = {}
     for rank, hit in enumerate(hits, start=1):
         path = folder / f"{_stem(rank, hit)}-similarity.png"
+        record_written_files(folder, [path.name])  # before writing: an interrupted run leaves no unlisted file
         index.explain(question, hit).heatmap().save(path)
         written[hit.page_id] = str(path)
     return written
 
 
 def _save_images(hits: Sequence[PageHit], folder: Path) -> dict[str, str]:
+    from colpali_milvus.index import record_written_files
+
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, str] = {}
     for rank, hit in enumerate(hits, start=1):
         if hit.image_path is None:
             continue
         path = folder / f"{_stem(rank, hit)}{hit.image_path.suffix}"
+        record_written_files(folder, [path.name])  # before writing: an interrupted run leaves no unlisted file
         shutil.copyfile(hit.image_path, path)
         written[hit.page_id] = str(path)
     return written
@@ -484,7 +498,7 @@ def _progress_bar(total: int, *, enabled: bool) -> Any:
 
 
 def _meta_pair(pair: str) -> tuple[str, Any]:
-    """One ``--meta KEY=VALUE``: numbers, booleans and JSON values keep their type; reserved keys are refused."""
+    """One ``--meta KEY=VALUE`` (see :func:`_meta_value`); reserved keys are refused."""
     from colpali_milvus.pages.identity import RESERVED_METADATA_KEYS
 
     key, sep, value = pair.partition("=")
@@ -494,10 +508,35 @@ def _meta_pair(pair: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(
             f"{key!r} is reserved: every page sets {', '.join(sorted(RESERVED_METADATA_KEYS))} itself"
         )
+    return key, _meta_value(value)
+
+
+def _meta_value(text: str) -> Any:
+    """A ``--meta`` value: text, unless JSON writes that very value the same way.
+
+    ``2024``, ``-3``, ``0.5``, ``true``, ``false`` and ``null`` keep their type because JSON writes
+    them exactly as typed; ``1.10``, ``1e3``, ``007``, `` 5`` and ``NaN`` stay text (as numbers they
+    would be stored as 1.1, 1000.0...). A JSON string (``'"2024"'``) is that text; a JSON array or
+    object is that value.
+    """
     try:
-        return key, json.loads(value)
+        value = json.loads(text)
     except json.JSONDecodeError:
-        return key, value
+        return text
+    if isinstance(value, str | list | dict):
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return text
+    return value if json.dumps(value) == text else text
+
+
+def _search_filter(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``--filter`` and ``--source`` as one filter (both must hold); sources are matched later, in the store."""
+    filter_ = _json_filter(args.filter)
+    if not args.source:
+        return filter_
+    sources = {"source": {"$in": list(args.source)}}
+    return sources if filter_ is None else {"$and": [filter_, sources]}
 
 
 def _json_filter(text: str | None) -> dict[str, Any] | None:
@@ -612,14 +651,16 @@ def _parser() -> argparse.ArgumentParser:
         _index,
         parents=[common, model],
         help="index PDFs and images (files or folders)",
-        description="Index PDFs and images; re-running renders and embeds only the pages not stored yet.",
+        description="Index PDFs and images; re-running renders and embeds only the pages not stored yet, and "
+        "loads the model only when a page needs embedding (an unchanged folder loads none).",
     )
     index.add_argument(
         "paths",
         nargs="+",
         metavar="PATH",
         help="PDFs, images (png, jpg, tiff, ...) or folders of them; a folder walk leaves out hidden "
-        "folders and Milvus Lite databases with their .db.pages and .db.cache folders",
+        "folders, Milvus Lite databases with their .db.pages and .db.cache folders, and the files "
+        "search --save-images / --explain wrote (listed in each folder's .colpali-milvus-written)",
     )
     index.add_argument("--no-recursive", dest="recursive", action="store_false", help="only a folder's own files")
     index.add_argument(
@@ -629,7 +670,9 @@ def _parser() -> argparse.ArgumentParser:
         type=_meta_pair,
         metavar="KEY=VALUE",
         help="metadata for every page of these files, also set on pages stored already (repeatable; "
-        "source, page, page_label, doc_id and page_id are reserved)",
+        "source, page, page_label, doc_id and page_id are reserved). VALUE is text unless JSON writes it "
+        "exactly so: year=2024 is a number, ok=true a boolean, ver=1.10 the text '1.10'; "
+        "'year=\"2024\"' forces text, a JSON array or object is kept as one",
     )
     index.add_argument(
         "--password", default=_env("PASSWORD"), help="password of encrypted PDFs: user or owner password"
@@ -649,11 +692,25 @@ def _parser() -> argparse.ArgumentParser:
         _search,
         parents=[common, model],
         help="find the pages that answer a question",
-        description="Find the pages that answer a question, with the model the collection records.",
+        description="Find the pages that answer a question, with the model the collection records. The table "
+        "shows rank, score, source, page (the 1-based number that filters match), label (the PDF's page label) "
+        "and page id.",
     )
     search.add_argument("question", help="the question, in words (quote it)")
     search.add_argument("-k", type=int, default=5, help="pages to return [%(default)s]")
-    search.add_argument("--filter", help='metadata filter as JSON, e.g. \'{"source": {"$in": ["a.pdf"]}}\'')
+    search.add_argument(
+        "--filter",
+        help='metadata filter as JSON, e.g. \'{"source": "a.pdf", "page": {"$gte": 2}}\'; a source is a file '
+        "as stored, or as indexed from here (a relative path resolved to the absolute one index stored), "
+        "or else the end of stored paths (a.pdf: every file named a.pdf; q3/a.pdf: those in a q3 folder)",
+    )
+    search.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="only pages of this file, matched as a --filter source is (repeatable: any of them)",
+    )
     search.add_argument("--json", action="store_true", help="print hits as JSON")
     search.add_argument("--save-images", metavar="DIR", help="copy the hits' page images into DIR")
     search.add_argument("--explain", metavar="DIR", help="write a similarity map (PNG) per hit into DIR")

@@ -13,10 +13,10 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from os import PathLike
-from pathlib import Path
-from typing import TYPE_CHECKING
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Any
 
 from colpali_milvus.errors import InvalidInputError
 from colpali_milvus.pages.image_store import PageImageStore
@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 __all__ = ["PageCollection", "default_image_dir"]
 
 logger = logging.getLogger(__name__)
+
+#: Pages whose rows are read at once when the stored sources are listed.
+_PAGE_BATCH = 500
 
 
 class PageCollection:
@@ -121,6 +124,89 @@ class PageCollection:
     def info(self) -> StoreInfo:
         """What the store holds and how it was built (the image folder is :attr:`image_dir`)."""
         return self._store.info()
+
+    # -- sources as people name them ----------------------------------------------------------
+
+    def sources_matching(self, source: str) -> list[str]:
+        """The stored sources a file name or path given by a person stands for (none: ``[]``).
+
+        The first rule that finds any wins: the source exactly as stored; the absolute path it
+        resolves to from the working folder (``colpali-milvus index`` stores absolute paths); every
+        stored source that ends with its path components (``a.pdf`` finds ``/docs/a.pdf`` and
+        ``q3/a.pdf``; ``q3/a.pdf`` only the latter). Only the last rule reads every page row.
+        """
+        if self._store.count({"source": source}):
+            return [source]
+        try:
+            absolute = str(Path(source).expanduser().resolve())
+        except (OSError, RuntimeError, ValueError):
+            absolute = source
+        if absolute != source and self._store.count({"source": absolute}):
+            return [absolute]
+        tail = PurePath(source).parts
+        if not tail:
+            return []
+        return sorted({name for name in self._stored_sources() if PurePath(name).parts[-len(tail) :] == tail})
+
+    def resolve_source_filter(self, filter: Filter) -> dict[str, Any]:
+        """``filter`` with each ``source`` value replaced by the stored sources it stands for.
+
+        A ``source`` given as a string, a list, ``$eq`` / ``$in`` or ``$ne`` / ``$nin`` is matched by
+        :meth:`sources_matching` (a value that matches nothing is kept as given, so it finds nothing),
+        in every ``$and`` / ``$or`` branch; other keys and operators are kept. This is what the CLI's
+        ``search --filter`` and ``--source`` do; filters passed to :meth:`search` are exact.
+        """
+        resolved: dict[str, Any] = {}
+        extra: list[dict[str, Any]] = []
+        for key, value in filter.items():
+            if key in ("$and", "$or") and isinstance(value, list):
+                resolved[key] = [
+                    self.resolve_source_filter(item) if isinstance(item, Mapping) else item for item in value
+                ]
+            elif key == "source":
+                first, *others = self._source_conditions(value)
+                resolved[key] = first
+                extra += [{"source": condition} for condition in others]
+            else:
+                resolved[key] = value
+        return {"$and": [resolved, *extra]} if extra else resolved
+
+    def _source_conditions(self, value: Any) -> list[Any]:
+        """One condition per operator of a ``source`` value, with names replaced by stored sources."""
+        if isinstance(value, str):
+            return [{"$in": self._stored_names([value])}]
+        if isinstance(value, list):
+            return [{"$in": self._stored_names(value)}]
+        if not isinstance(value, Mapping) or not value:
+            return [value]  # the filter's own check reports a bad value
+        conditions: list[Any] = []
+        for operator, operand in value.items():
+            names = [operand] if isinstance(operand, str) else operand
+            if operator in ("$eq", "$in") and isinstance(names, list):
+                conditions.append({"$in": self._stored_names(names)})
+            elif operator in ("$ne", "$nin") and isinstance(names, list):
+                conditions.append({"$nin": self._stored_names(names)})
+            else:
+                conditions.append({operator: operand})
+        return conditions
+
+    def _stored_names(self, names: Sequence[Any]) -> list[Any]:
+        if not all(isinstance(name, str) for name in names):
+            return list(names)  # the filter's own check reports a value that is not a string
+        found: list[str] = []
+        for name in names:
+            matches = self.sources_matching(name)
+            if not matches:
+                logger.warning("no stored source matches %r", name)
+            found += matches or [name]
+        return list(dict.fromkeys(found))
+
+    def _stored_sources(self) -> Iterator[str]:
+        ids = self._store.page_ids()
+        for first in range(0, len(ids), _PAGE_BATCH):
+            for page in self._store.get_pages(ids[first : first + _PAGE_BATCH]).values():
+                if page.source:
+                    yield page.source
 
     # -- deletion ---------------------------------------------------------------------------
 

@@ -30,9 +30,11 @@ if TYPE_CHECKING:
 __all__ = [
     "INDEXABLE_SUFFIXES",
     "ColPaliIndex",
+    "WRITTEN_FILES_LIST",
     "Progress",
     "default_image_dir",
     "indexable_files",
+    "record_written_files",
     "skips_folder",
     "stored_copy_of",
 ]
@@ -49,6 +51,10 @@ T = TypeVar("T")
 
 #: Folders a folder walk never enters: a Milvus Lite database, its page images and its vector cache.
 SKIPPED_FOLDER_SUFFIXES = (".db", ".db.pages", ".db.cache")
+
+#: The file, in a folder the CLI wrote page images or similarity maps into, that lists their names
+#: (one a line): a folder walk leaves them out, so that indexing a folder never indexes its own hits.
+WRITTEN_FILES_LIST = ".colpali-milvus-written"
 
 
 class ColPaliIndex:
@@ -67,6 +73,10 @@ class ColPaliIndex:
         store: where the vectors live.
         image_dir: where page images are kept (see above for the default).
         ingest_batch_size: pages rendered, embedded and written per step (bounds memory).
+
+    Attributes:
+        pages_embedded: how many pages this index has embedded and stored since it was created
+            (pages found stored already are not counted).
     """
 
     def __init__(
@@ -81,6 +91,7 @@ class ColPaliIndex:
             raise InvalidInputError("ingest_batch_size must be positive")
         self.embedder = embedder
         self.ingest_batch_size = ingest_batch_size
+        self.pages_embedded = 0
         store.claim_model(embedder_name(embedder), pool_factor=getattr(embedder, "pool_factor", None))
         self.collection = PageCollection(store, image_dir=image_dir)
 
@@ -99,36 +110,47 @@ class ColPaliIndex:
         create: bool = True,
         **store_kwargs: Any,
     ) -> ColPaliIndex:
-        """Load a ColPali-family model and open (or create) its collection in one call.
+        """Open (or create) a collection with a ColPali-family model in one call.
 
         The collection is looked at before any weights load: without ``model_name`` the model it
-        records is loaded (``DEFAULT_MODEL`` for a new collection, or one that records none), and
+        records is used (``DEFAULT_MODEL`` for a new collection, or one that records none), and
         a ``model_name`` or ``pool_factor`` that disagrees with what it records is refused with
         :class:`~colpali_milvus.errors.IndexMismatchError`. ``pool_factor`` turns on token pooling of
         pages (see :class:`ColPaliEmbedder`); left out, the collection's is used. ``create=False``
         refuses (with :class:`~colpali_milvus.errors.StoreError`) to create a missing collection or
         Milvus Lite file, for callers that only read.
+
+        For an existing collection the weights load on the first embedding (a search, or a page that
+        is not stored yet; see :class:`~colpali_milvus.embed.lazy.LazyEmbedder`): adding files whose
+        pages are all stored loads no model. A new collection loads them at once (its vector size
+        comes from the model).
         """
         from colpali_milvus.embed.colpali import ColPaliEmbedder
+        from colpali_milvus.embed.lazy import LazyEmbedder
         from colpali_milvus.store.milvus import MilvusMultiVectorStore
 
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+            raise InvalidInputError(f"batch_size must be a positive integer, got {batch_size!r}")
         store = _open_existing(uri, token=token, collection_name=collection_name, create=create, **store_kwargs)
         try:
             model, factor = _model_for(store, collection_name, model_name, pool_factor)
-            embedder = ColPaliEmbedder(model, device=device, batch_size=batch_size, pool_factor=factor)
-            if store is None:
-                store = MilvusMultiVectorStore(
-                    uri,
-                    token=token,
-                    collection_name=collection_name,
-                    dim=embedder.dim,
-                    model_name=embedder.model_name,
-                    **store_kwargs,
+
+            def load() -> ColPaliEmbedder:
+                return ColPaliEmbedder(model, device=device, batch_size=batch_size, pool_factor=factor)
+
+            if store is not None:
+                return cls(
+                    LazyEmbedder(load, model_name=model, dim=store.dim, pool_factor=factor), store, image_dir=image_dir
                 )
-            elif store.dim != embedder.dim:
-                raise IndexMismatchError(
-                    f"collection {collection_name!r} holds {store.dim}-d vectors; {model!r} gives {embedder.dim}-d"
-                )
+            embedder = load()
+            store = MilvusMultiVectorStore(
+                uri,
+                token=token,
+                collection_name=collection_name,
+                dim=embedder.dim,
+                model_name=embedder.model_name,
+                **store_kwargs,
+            )
             return cls(embedder, store, image_dir=image_dir)
         except BaseException:
             if store is not None:  # a refused open must not keep a Milvus Lite file locked
@@ -319,6 +341,7 @@ class ColPaliIndex:
     def _embed_and_store(self, pages: Sequence[Page]) -> None:
         if pages:
             self.collection.add(pages, self.embedder.embed_images([page.image for page in pages]))
+            self.pages_embedded += len(pages)
             logger.info("stored %d new pages", len(pages))
 
     def _update_stored(self, document: PageFile, rows: Mapping[str, StoredPage]) -> set[str]:
@@ -423,7 +446,8 @@ def indexable_files(
     The one rule for every folder walk (``add_folder`` and the CLI's ``index``): files with an
     :data:`INDEXABLE_SUFFIXES` suffix, leaving out hidden files and folders, Milvus Lite databases
     with their page image and cache folders (see :func:`skips_folder`), the folders in ``exclude``
-    (an index's own image folder) and, unless ``recursive``, every subfolder. Symbolic links to
+    (an index's own image folder), the files a folder's :data:`WRITTEN_FILES_LIST` names (the CLI's
+    saved hits and similarity maps) and, unless ``recursive``, every subfolder. Symbolic links to
     folders are not followed.
     """
     root = Path(folder)
@@ -434,12 +458,40 @@ def indexable_files(
         folders[:] = [
             name for name in folders if recursive and not skips_folder(name) and (here / name).resolve() not in excluded
         ]
+        written = _written_files(here) if WRITTEN_FILES_LIST in names else set()
         found += [
             here / name
             for name in names
-            if not name.startswith(".") and Path(name).suffix.lower() in INDEXABLE_SUFFIXES and (here / name).is_file()
+            if not name.startswith(".")
+            and name not in written
+            and Path(name).suffix.lower() in INDEXABLE_SUFFIXES
+            and (here / name).is_file()
         ]
     return sorted(found)
+
+
+def record_written_files(folder: str | PathLike[str], names: Iterable[str]) -> None:
+    """Add file names to ``folder``'s :data:`WRITTEN_FILES_LIST`, so that folder walks leave those files out.
+
+    For files that are outputs, not documents (``search --save-images`` / ``--explain``). Only the
+    files named are left out: a folder of the user's own documents that also receives outputs is
+    still indexed.
+    """
+    listed = Path(folder) / WRITTEN_FILES_LIST
+    new = [name for name in dict.fromkeys(names) if name not in _written_files(Path(folder))]
+    if new:
+        with listed.open("a", encoding="utf-8") as file:
+            file.writelines(f"{name}\n" for name in new)
+
+
+def _written_files(folder: Path) -> set[str]:
+    try:
+        return set((folder / WRITTEN_FILES_LIST).read_text(encoding="utf-8").splitlines())
+    except FileNotFoundError:
+        return set()
+    except (OSError, UnicodeDecodeError) as error:
+        logger.warning("cannot read %s: %s", folder / WRITTEN_FILES_LIST, error)
+        return set()
 
 
 def stored_copy_of(collection: PageCollection, path: str | PathLike[str]) -> str | None:

@@ -105,7 +105,7 @@ def test_cli_index_search_info_delete(
         assert Image.open(hit["similarity_map"]).size == Image.open(hit["image_path"]).size
 
     code, out, _ = run_cli(capsys, "search", "revenue table", "-k", "3")
-    assert code == 0 and out.splitlines()[0].split() == ["rank", "score", "source", "page", "page", "id"]
+    assert code == 0 and out.splitlines()[0].split() == ["rank", "score", "source", "page", "label", "page", "id"]
     assert len(out.splitlines()) == 4
 
     code, out, _ = run_cli(capsys, "info", "--json")
