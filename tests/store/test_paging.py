@@ -6,22 +6,22 @@ import numpy as np
 import pytest
 
 from colpali_milvus.store import connection as connection_module
-from colpali_milvus.store.milvus import MilvusMultiVectorStore
+from targets import StoreTarget
 
 
 @pytest.mark.parametrize("cache", [True, False], ids=["cache", "ann"])
 def test_pages_added_out_of_key_order_are_all_read_back_past_the_query_window(
-    lite_uri: str, monkeypatch: pytest.MonkeyPatch, cache: bool
+    target: StoreTarget, monkeypatch: pytest.MonkeyPatch, cache: bool
 ) -> None:
     ids = ["c", "a", "e", "b", "d", "h", "f", "g"]
     rng = np.random.default_rng(0)
     pages = [rng.standard_normal((3, 8)).astype(np.float32) for _ in ids]
-    with MilvusMultiVectorStore(lite_uri, dim=8, cache=cache) as store:
+    with target.open(dim=8, cache=cache) as store:
         for page_id, page in zip(ids, pages, strict=True):
             store.add([page], ids=[page_id])
     monkeypatch.setattr(connection_module, "QUERY_WINDOW", 2)
 
-    with MilvusMultiVectorStore(lite_uri, dim=8, cache=cache) as store:
+    with target.open(dim=8, cache=cache) as store:
         assert sorted(store.page_ids()) == sorted(ids)
         assert sorted(store.get_vectors(ids)) == sorted(ids)
         for page_id, page in zip(ids, pages, strict=True):
