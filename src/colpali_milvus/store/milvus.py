@@ -91,11 +91,11 @@ class MilvusMultiVectorStore:
         index: ANN index of the vectors collection (and of the page centroids in the summaries collection).
         candidates_per_vector: ANN hits gathered per query vector from the page vectors and from the
             page centroids in the first stage (without cache).
-        rerank_depth: how many pages (at least ``k``) go past the first stage. With the cache, every
-            page is ranked on its int8 codes in memory and the best ``rerank_depth`` are rescored by
-            exact MaxSim; ``None`` (default): ``k + 16``. Without the cache, that many candidates are
-            ranked on their int8 codes read from the server and the best ``k + 3`` rescored exactly;
-            ``None``: 96.
+        rerank_depth: with the cache, the fewest pages rescored by exact MaxSim: every page is scored
+            on its int8 codes with a proven error bound, and pages are rescored in bound order until
+            the top ``k`` is certified exact (``None``, the default: as many as that takes). Without
+            the cache, how many ANN candidates are ranked on their int8 codes read from the server
+            (the best ``k + 3`` are rescored exactly); ``None``: 96.
         cache: search an in-process copy of the pages instead of issuing Milvus requests (see
             :mod:`colpali_milvus.store.cached_path`). ``None`` (default) turns it on for Milvus Lite,
             which one process owns, and off for a server, where it costs every serving process a
