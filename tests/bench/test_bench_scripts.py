@@ -41,6 +41,7 @@ def run_benchmark(out: Path, *extra: str) -> dict:
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_retrieval_benchmark_runs_and_scores_exhaustive_as_exact(tmp_path: Path) -> None:
     result = run_benchmark(tmp_path / "result.json")
     assert result["family"] == "clustered"  # the default keeps the published commands' meaning
@@ -58,6 +59,7 @@ def _real_set_available() -> bool:
     return dataset_path().is_file() or shutil.which("apt-get") is not None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_corpus_family_builds_and_runs(family: str, tmp_path: Path) -> None:
     if family == "real" and not _real_set_available():

@@ -14,6 +14,8 @@ from colpali_milvus import ColPaliIndex, InvalidInputError, MilvusMultiVectorSto
 from colpali_milvus.pages import read_pdf
 from helpers import ColourEmbedder, PdfPage, write_pdf
 
+pytestmark = pytest.mark.slow  # subprocess CLI runs of 10-17 s each
+
 
 @pytest.fixture
 def report(workdir: Path) -> Path:

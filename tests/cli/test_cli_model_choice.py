@@ -12,6 +12,8 @@ from colpali_milvus import MilvusMultiVectorStore
 from colpali_milvus.embed.colpali import DEFAULT_MODEL
 from helpers import PdfPage, write_pdf
 
+pytestmark = pytest.mark.slow  # subprocess CLI runs of 6-12 s each
+
 LOADED = "fake model loaded"
 
 

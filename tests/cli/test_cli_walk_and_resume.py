@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from cli_types import Renders, Run
 
 from colpali_milvus import MilvusMultiVectorStore
@@ -12,6 +13,8 @@ from colpali_milvus.index import indexable_files, skips_folder
 from colpali_milvus.pages.images import open_image
 from colpali_milvus.pages.pdf import open_pdf, read_pdf
 from helpers import PdfPage, solid_image, write_pdf
+
+pytestmark = pytest.mark.slow  # subprocess CLI runs of 7-11 s each
 
 
 def test_indexing_the_folder_that_holds_the_database_twice_indexes_each_page_once(fake_cli: Run, workdir: Path) -> None:

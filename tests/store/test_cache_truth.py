@@ -278,6 +278,7 @@ def test_a_cached_server_store_sees_other_processes_writes(target: StoreTarget, 
         assert cached.existing_page_ids(["p3", "p1"]) == {"p1"}
 
 
+@pytest.mark.slow  # SIGKILLed subprocesses, ~13 s
 def test_the_saved_cache_never_outlives_a_crash_in_delete_or_close(lite_uri: str) -> None:
     """Kill a process in delete() and in close(); the next open is whole and current."""
     pages = corpus(13)

@@ -175,7 +175,7 @@ def random_query(rng: np.random.Generator) -> np.ndarray:
 # Milvus search and a fetch; on the server each request also waits for strong consistency.
 PATHS = [
     pytest.param(("lite", True, 100, 3), id="lite-cache"),
-    pytest.param(("lite", False, 100, 2), id="lite-ann"),
+    pytest.param(("lite", False, 100, 2), id="lite-ann", marks=pytest.mark.slow),
     pytest.param(("server", False, 30, 1), id="server", marks=pytest.mark.server),
 ]
 

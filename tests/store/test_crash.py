@@ -15,6 +15,8 @@ import pytest
 from colpali_milvus import MilvusMultiVectorStore, maxsim
 from helpers import unit_vectors
 
+pytestmark = pytest.mark.slow  # six SIGKILLed subprocesses, ~40 s
+
 SRC = Path(__file__).parents[2] / "src"
 N_PAGES, N_VECTORS, DIM = 12, 30, 8
 

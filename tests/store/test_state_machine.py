@@ -30,6 +30,8 @@ from colpali_milvus import MilvusMultiVectorStore
 from helpers import assert_valid_top_k
 from targets import store_target
 
+pytestmark = pytest.mark.slow  # full-budget property test, ~60-70 s per path; the fast tier leaves it out
+
 DIM = 8
 MAX_PAGES = 24  # small: a search without the cache gathers candidates from (nearly) every page
 SOURCES = ["a.pdf", "b.pdf", "c.pdf"]
