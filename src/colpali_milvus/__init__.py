@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from colpali_milvus.index import ColPaliIndex
     from colpali_milvus.store.milvus import MilvusMultiVectorStore
     from colpali_milvus.store.schema import IndexConfig
+    from colpali_milvus.transfer import CopyReport, copy_collection
 
 __version__ = "0.1.0"
 
@@ -42,6 +43,7 @@ __all__ = [
     "ColPaliEmbedder",
     "ColPaliIndex",
     "ColPaliMilvusError",
+    "CopyReport",
     "DEFAULT_MODEL",
     "DocumentError",
     "FilterError",
@@ -60,6 +62,7 @@ __all__ = [
     "StoreConnectionError",
     "StoreError",
     "__version__",
+    "copy_collection",
     "maxsim",
 ]
 
@@ -71,6 +74,8 @@ _LAZY = {
     "PageCollection": "colpali_milvus.collection",
     "MilvusMultiVectorStore": "colpali_milvus.store.milvus",
     "IndexConfig": "colpali_milvus.store.schema",
+    "CopyReport": "colpali_milvus.transfer",
+    "copy_collection": "colpali_milvus.transfer",
 }
 
 

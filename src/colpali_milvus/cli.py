@@ -259,6 +259,67 @@ def _delete(args: argparse.Namespace, out: TextIO) -> int:
     return status
 
 
+def _copy(args: argparse.Namespace, out: TextIO) -> int:
+    """Copy a collection to another store (rows, vectors, images), re-embedding nothing; a re-run resumes."""
+    from contextlib import ExitStack
+
+    from colpali_milvus.transfer import copy_collection
+
+    with ExitStack() as closing:
+        bar: Any = None
+
+        def progress(done: int, total: int) -> None:
+            nonlocal bar
+            if bar is None:  # the total is known once the source is open
+                bar = closing.enter_context(_progress_bar(total, enabled=not args.json and not args.no_progress))
+                if hasattr(bar, "set_description_str"):
+                    bar.set_description_str("copying")
+            bar.update(done - getattr(bar, "n", 0))
+
+        report = copy_collection(
+            args.source,
+            args.target,
+            collection=args.collection,
+            target_collection=args.target_collection or None,
+            token=args.token,
+            target_token=args.target_token,
+            image_dir=args.image_dir or None,  # an empty option means the default folder, not the cwd
+            target_image_dir=args.target_image_dir or None,
+            batch_size=args.batch_size,
+            progress=progress,
+        )
+    if args.json:
+        _write_json(
+            {
+                "source": report.source,
+                "target": report.target,
+                "copied": len(report.copied),
+                "skipped": len(report.skipped),
+                "failed": [{"page_id": failed.page_id, "reason": failed.reason} for failed in report.failed],
+                "seconds": round(report.seconds, 3),
+                "pages_per_second": round(report.pages_per_second, 2),
+            },
+            out,
+        )
+    else:
+        print(
+            f"copied {len(report.copied)} pages from {report.source} to {report.target} "
+            f"({len(report.skipped)} there already, {len(report.failed)} failed) "
+            f"in {report.seconds:.1f} s: {report.pages_per_second:.1f} pages/s",
+            file=out,
+        )
+    for failed in report.failed:
+        print(f"not copied {failed.page_id!r}: {failed.reason}", file=sys.stderr)
+    status = _status(done=len(report.copied) + len(report.skipped), left_out=len(report.failed))
+    if status != EXIT_OK:
+        print(
+            f"{'error' if status == EXIT_ERROR else 'warning'}: {len(report.failed)} of {report.pages} pages were "
+            "not copied (listed above); run the same command again to retry them",
+            file=sys.stderr,
+        )
+    return status
+
+
 def _eval(args: argparse.Namespace, out: TextIO) -> int:
     """Judged queries against the collection: quality, agreement with exhaustive MaxSim, latency."""
     from colpali_milvus.eval import evaluate, parse_compare, read_judgments, read_query_vectors, resolve
@@ -596,6 +657,11 @@ _DELETE_EXIT = """\
 _EVAL_EXIT = """\
   0    measured; 1 error (a bad judgment file, naming its line; unknown pages; no such collection...);
   2    bad usage; 130 interrupted (eval writes nothing)"""
+_COPY_EXIT = """\
+  0    every page copied (pages in the target already count); 1 error (nothing written: a target of
+       another model, dim or pool factor...), or no page copied; 2 bad usage;
+  3    some pages copied, others not (each listed on stderr with its reason);
+  130  interrupted (pages copied so far are kept; the same command resumes)"""
 
 
 #: Help text laid out as written: the epilogs are tables.
@@ -795,6 +861,45 @@ def _parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--per-query", action="store_true", help="with --json: every query's pages and metrics")
     evaluation.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluation.epilog = _epilog(evaluation, exit_codes=_EVAL_EXIT)
+
+    from colpali_milvus.transfer import DEFAULT_BATCH_PAGES
+
+    copy = _command(
+        commands,
+        "copy",
+        _copy,
+        parents=[],
+        help="copy a collection to another store without re-embedding",
+        description="Copy a collection's pages (metadata, text, vectors and page images) to another store: a Milvus "
+        "Lite file or a server, either way. Nothing is re-embedded; the target collection is created with the "
+        "source's model, dim and pool factor, and a target built otherwise is refused before any write. Pages the "
+        "target holds with the same vectors are skipped, so an interrupted copy resumes where it stopped.",
+    )
+    copy.add_argument("source", metavar="SRC_URI", help="Milvus Lite file or server URL to copy from")
+    copy.add_argument("target", metavar="DST_URI", help="Lite file or server URL to copy to (created if missing)")
+    copy.add_argument("--collection", default=_env("COLLECTION", "colpali"), help="collection to copy [%(default)s]")
+    copy.add_argument("--target-collection", metavar="NAME", help="collection to copy into [the source's name]")
+    copy.add_argument("--token", default=_env("TOKEN"), help="the source server's token (prefer $COLPALI_MILVUS_TOKEN)")
+    copy.add_argument(
+        "--target-token",
+        default=_env("TARGET_TOKEN"),
+        help="the target server's token (prefer $COLPALI_MILVUS_TARGET_TOKEN)",
+    )
+    copy.add_argument(
+        "--image-dir",
+        default=_env("IMAGE_DIR"),
+        help="the source's page images [<SRC_URI>.pages/<collection> for a Lite file]",
+    )
+    copy.add_argument(
+        "--target-image-dir",
+        metavar="DIR",
+        help="where the target keeps page images [<DST_URI>.pages/<collection> for a Lite file]",
+    )
+    copy.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_PAGES, help="pages per batch [%(default)s]")
+    copy.add_argument("--no-progress", action="store_true", help="no progress bar")
+    copy.add_argument("--json", action="store_true", help="print the summary as JSON")
+    copy.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    copy.epilog = _epilog(copy, exit_codes=_COPY_EXIT)
 
     all_options = {option for option, _ in ENVIRONMENT.values()}
     parser.epilog = _epilog_for(all_options, _MAIN_EXIT)
