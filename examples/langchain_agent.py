@@ -28,6 +28,7 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from llm_choice import add_llm_arguments, langchain_chat_model
 
 from colpali_milvus import DEFAULT_MODEL, ColPaliIndex
+from colpali_milvus.errors import MissingDependencyError, ModelError
 from colpali_milvus.langchain import ColPaliRetriever, page_images_message
 
 
@@ -98,4 +99,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ModelError, MissingDependencyError) as error:  # one clear line, not a traceback
+        raise SystemExit(f"{Path(__file__).name}: {error}") from None

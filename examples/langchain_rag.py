@@ -24,6 +24,7 @@ from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 from llm_choice import add_llm_arguments, langchain_chat_model
 
 from colpali_milvus import DEFAULT_MODEL, ColPaliIndex
+from colpali_milvus.errors import MissingDependencyError, ModelError
 from colpali_milvus.langchain import ColPaliRetriever, pages_to_message
 
 
@@ -77,4 +78,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ModelError, MissingDependencyError) as error:  # one clear line, not a traceback
+        raise SystemExit(f"{Path(__file__).name}: {error}") from None

@@ -26,6 +26,7 @@ from llama_index.core.llms import LLM, CustomLLM
 from llm_choice import add_llm_arguments, llama_index_llm
 
 from colpali_milvus import DEFAULT_MODEL, ColPaliIndex
+from colpali_milvus.errors import MissingDependencyError, ModelError
 from colpali_milvus.llama_index import ColPaliRetriever, create_query_engine
 
 
@@ -74,4 +75,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ModelError, MissingDependencyError) as error:  # one clear line, not a traceback
+        raise SystemExit(f"{Path(__file__).name}: {error}") from None

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from colpali_milvus import DEFAULT_MODEL, ColPaliEmbedder, ColPaliIndex, MilvusMultiVectorStore
+from colpali_milvus.errors import MissingDependencyError, ModelError
 
 
 def main() -> None:
@@ -44,4 +45,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ModelError, MissingDependencyError) as error:  # one clear line, not a traceback
+        raise SystemExit(f"{Path(__file__).name}: {error}") from None
