@@ -9,9 +9,10 @@ rows with :meth:`MilvusMultiVectorStore.add`.
 A copy reads the source a batch of page ids at a time (rows, then verified vectors), never the whole
 collection at once, and never writes to it. It is idempotent and resumable, by the digest of each
 page's float32 vectors that both stores record in the page row: a page the target holds with the same
-digest is skipped, and a page is counted as copied only once the target records the source's digest
-for it. A page either lands whole with its image or not at all (the store's commit marker), so a
-copy that is interrupted or killed leaves whole pages behind, and the same call again finishes it.
+digest (and the same metadata and text) is skipped, and a page is counted as copied only once the
+target records the source's digest for it. A page either lands whole with its image or not at all
+(the store's commit marker), so a copy that is interrupted or killed leaves whole pages behind, and
+the same call again finishes it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -115,8 +116,8 @@ def copy_collection(
     source's model and pool factor recorded. A target that records another model, dim or pool factor
     is refused with :class:`IndexMismatchError` before any page is written, as is the source itself.
 
-    Pages the target holds with the same vector digest are skipped (their image is copied if the
-    target lacks it); every other page is written (a page of the same id is replaced) and then
+    Pages the target holds with the same vector digest, metadata and text are skipped (their image is
+    copied if the target lacks it); every other page is written (a page of the same id is replaced) and then
     checked: the target must record the digest the source does. A page that cannot be read, written
     or verified is listed in the report's ``failed`` with the reason, and the copy goes on; a lost
     connection stops it (:class:`StoreConnectionError`). Either way, calling again resumes.
@@ -237,18 +238,21 @@ class _Copy:
         )
 
     def _copy_batch(self, page_ids: list[str]) -> None:
+        # The digests first: a page that changes after this read fails the check after writing.
         source_digests = self._source.store.page_digests(page_ids)
-        target_digests = self._target.store.page_digests(list(source_digests))
+        source_rows = self._source.store.get_pages(list(source_digests))
+        target_digests = self._target.store.page_digests(list(source_rows))
+        held = self._target.store.get_pages([i for i in source_rows if target_digests.get(i) == source_digests[i]])
         wanted: list[str] = []
         for page_id in page_ids:
-            if page_id not in source_digests:
+            if page_id not in source_rows:
                 self._fail(page_id, "deleted from the source during the copy")
-            elif target_digests.get(page_id) == source_digests[page_id]:
+            elif held.get(page_id) == source_rows[page_id]:  # same vectors, metadata and text
                 self._skipped.append(page_id)
                 self._copy_missing_image(page_id)
             else:
                 wanted.append(page_id)
-        pages = self._read(wanted, source_digests)
+        pages = self._read(wanted, source_rows, source_digests)
         pages = [page for page in pages if self._copy_image(page)]
         written = self._write(pages)
         recorded = self._target.store.page_digests([page.row.page_id for page in written])
@@ -263,18 +267,17 @@ class _Copy:
                     "(the page changed in the source during the copy?)",
                 )
 
-    def _read(self, page_ids: list[str], digests: dict[str, str]) -> list[_SourcePage]:
-        """The pages, whole, from the source; a page that cannot be read whole is reported failed."""
+    def _read(
+        self, page_ids: list[str], rows: Mapping[str, StoredPage], digests: Mapping[str, str]
+    ) -> list[_SourcePage]:
+        """The pages' verified vectors from the source; a page whose vectors cannot be read whole is reported failed."""
         if not page_ids:
             return []
-        rows = self._source.store.get_pages(page_ids)
-        vectors = self._source.store.get_vectors(list(rows))
+        vectors = self._source.store.get_vectors(page_ids)
         pages = []
         for page_id in page_ids:
-            if page_id not in rows:
-                self._fail(page_id, "deleted from the source during the copy")
-            elif page_id not in vectors:
-                self._fail(page_id, "its vectors cannot be read whole from the source (missing or changed rows)")
+            if page_id not in vectors:
+                self._fail(page_id, "its vectors cannot be read whole from the source (deleted, or rows missing)")
             else:
                 image = self._source.images.find(page_id)
                 pages.append(_SourcePage(rows[page_id], vectors[page_id], digests[page_id], image))

@@ -120,6 +120,14 @@ def test_a_rerun_copies_nothing_and_a_changed_page_is_copied_again(
         assert answers(pages, data.queries()) == before
         assert stored_vectors(pages) == rows - len(data.vectors[2]) + len(changed)
 
+    with open_pages(source_uri, "docs", tmp_path / "source-images") as pages:  # new metadata, same vectors
+        pages.store.add([data.vectors[4]], [{**data.metadatas[4], "team": "audit"}], ids=[data.ids[4]])
+        before = answers(pages, data.queries())
+    assert copy(source_uri, target_uri, tmp_path).copied == (data.ids[4],)
+    with open_pages(target_uri, "docs", tmp_path / "target-images") as pages:
+        assert answers(pages, data.queries()) == before
+        assert pages.store.get_pages([data.ids[4]])[data.ids[4]].metadata["team"] == "audit"
+
 
 def test_a_page_that_cannot_be_copied_is_named_and_the_rest_arrive(
     source_uri: str, tmp_path: Path, data: Corpus
