@@ -114,11 +114,12 @@ def copy_collection(
 
     The target collection is created with the source's dim when it does not exist, and gets the
     source's model and pool factor recorded. A target that records another model, dim or pool factor
-    is refused with :class:`IndexMismatchError` before any page is written, as is the source itself.
+    is refused with :class:`IndexMismatchError` before any page is written (and the source collection
+    itself with :class:`InvalidInputError`).
 
-    Pages the target holds with the same vector digest, metadata and text are skipped (their image is
-    copied if the target lacks it); every other page is written (a page of the same id is replaced) and then
-    checked: the target must record the digest the source does. A page that cannot be read, written
+    Pages the target holds with the same vector digest, metadata and text are skipped (their image
+    is copied if the target lacks it); every other page is written (a page of the same id is
+    replaced) and then checked: the target must record the digest the source does. A page that cannot be read, written
     or verified is listed in the report's ``failed`` with the reason, and the copy goes on; a lost
     connection stops it (:class:`StoreConnectionError`). Either way, calling again resumes.
 
@@ -182,9 +183,10 @@ def _claim_source_build(source: MilvusMultiVectorStore, target: MilvusMultiVecto
     if target.dim != source.dim:
         raise IndexMismatchError(f"{where} holds {target.dim}-d vectors, the source {source.dim}-d: nothing copied")
     if target.model_name is not None and target.model_name != source.model_name:
+        theirs = repr(source.model_name) if source.model_name is not None else "a model it does not record"
         raise IndexMismatchError(
-            f"{where} holds pages of model {target.model_name!r}, the source of "
-            f"{source.model_name or 'an unrecorded model'!r}: nothing copied (copy into another collection)"
+            f"{where} holds pages of model {target.model_name!r}, the source of {theirs}: "
+            "nothing copied (copy into another collection)"
         )
     # The store's convention: no recorded factor on the source means no pooling (claim_model records 1).
     source_factor = source.pool_factor or 1
