@@ -295,12 +295,8 @@ class MilvusConnection:
         if metric_type:
             extra["metric_type"] = metric_type
         index_params.add_index(field_name=field_name, index_type=index_type, params=dict(params or {}), **extra)
-        # pymilvus then polls the index state, sleeping 0.5 s at least once: 3.5 s of a new store's
-        # 3.7 s on Milvus Lite, which builds an index on an empty collection at once. A server keeps
-        # the wait (Milvus 2.3 refuses to load a collection whose indexes changed while loaded).
-        wait = {} if not self.is_lite else {"sync": False}
         try:
-            self._client.create_index(collection, index_params, **wait)
+            self._client.create_index(collection, index_params, **self._endpoint.index_options())
         except MilvusException as error:
             logger.debug("%s index on %s.%s refused: %s", index_type, collection, field_name, error)
             return False
