@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -35,6 +35,7 @@ from colpali_milvus.errors import (
     StoreConnectionError,
     StoreError,
 )
+from colpali_milvus.store.connection import batches
 
 if TYPE_CHECKING:
     import numpy as np
@@ -225,7 +226,7 @@ class _Copy:
         page_ids = self._source.store.page_ids()
         logger.info("copying %d pages from %s to %s", len(page_ids), _describe(self._source), _describe(self._target))
         done = 0
-        for batch in _batches(page_ids, batch_size):
+        for batch in batches(page_ids, batch_size):
             self._copy_batch(batch)
             done += len(batch)
             if progress is not None:
@@ -359,8 +360,3 @@ def _metadata(page: StoredPage) -> dict[str, object]:
 
 def _describe(pages: PageCollection) -> str:
     return f"{pages.store.display_uri} (collection {pages.store.collection_name!r})"
-
-
-def _batches(items: Sequence[str], size: int) -> Iterator[list[str]]:
-    for first in range(0, len(items), size):
-        yield list(items[first : first + size])
