@@ -121,9 +121,10 @@ def stored_page_image(page_id: object, image_path: object) -> bytes | None:
     For pages retrieved without their image (``include_images=False``): the adapters set the path
     from the index's image folder alone (user metadata never does). It is read only when it is
     what :meth:`PageImageStore.find <colpali_milvus.pages.PageImageStore.find>` gives for
-    ``page_id`` in that folder: the file ``<page id>.png``, a regular file inside the folder once
-    links are resolved. Anything else (no page id, another name, a link out, a missing or unreadable
-    file) gives ``None``.
+    ``page_id`` in that folder: the page's own file (named by a digest of its id, see
+    :meth:`PageImageStore.file_name <colpali_milvus.pages.PageImageStore.file_name>`), a regular
+    file inside the folder once links are resolved. Anything else (no page id, another name, a link
+    out, a missing or unreadable file) gives ``None``.
     """
     if not is_page_id(page_id) or not isinstance(image_path, str | PathLike):
         return None
