@@ -13,14 +13,17 @@ A page whose bound is ``-inf`` (filtered out) is never scored.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CertifiedTopK", "certified_top_k"]
+from colpali_milvus.search.code_scan import CodeBlock, scan
 
+__all__ = ["CertifiedPages", "CertifiedTopK", "certified_search", "certified_top_k"]
+
+FloatArray = npt.NDArray[np.float32]
 Float64Array = npt.NDArray[np.float64]
 
 
@@ -71,3 +74,39 @@ def certified_top_k(
         position += len(indices)
     ranked = sorted(best, reverse=True)
     return CertifiedTopK([index for _, _, index in ranked], [score for score, _, _ in ranked], position)
+
+
+@dataclass(frozen=True, slots=True)
+class CertifiedPages:
+    """The exact top ``k`` pages by key, best first, with their exact scores."""
+
+    keys: list[str]
+    scores: list[float]
+    rescored: int  # pages scored exactly to prove it
+
+
+def certified_search(
+    query: FloatArray,
+    blocks: Sequence[CodeBlock],
+    k: int,
+    exact_scores: Callable[[list[str]], Float64Array],
+    *,
+    allowed: set[str] | None = None,
+    first: int = 0,
+) -> CertifiedPages:
+    """The exact top ``k`` of the pages in ``blocks`` (among ``allowed``): scan their codes, then certify.
+
+    ``exact_scores`` gives the exact MaxSim of the pages with the given keys, ``(len(keys),)``.
+    """
+    if allowed is not None:  # a block with no allowed page is not scanned
+        blocks = tuple(block for block in blocks if not allowed.isdisjoint(block.keys))
+    result = scan(query, blocks)
+    upper = result.upper  # (n_pages,)
+    if allowed is not None:
+        upper[[key not in allowed for key in result.keys]] = -np.inf
+
+    def exact(indices: list[int]) -> Float64Array:
+        return exact_scores([result.keys[index] for index in indices])
+
+    top = certified_top_k(upper, k, exact, first=first)
+    return CertifiedPages([result.keys[index] for index in top.indices], top.scores, top.rescored)

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from colpali_milvus.search.certify import certified_top_k
-from colpali_milvus.search.code_scan import CodeScan, scan
+from colpali_milvus.search.certify import certified_search
+from colpali_milvus.search.code_scan import CodeScan
 from colpali_milvus.search.maxsim import maxsim_each
 from colpali_milvus.store.rows import vector_digest
 
@@ -108,20 +108,13 @@ class PageVectorCache:
         with self._lock:  # one consistent view: the blocks and the vectors they were made from
             blocks = self._codes.seal()
             vectors, rows = dict(self._vectors), dict(self._rows)
-        if allowed is not None:  # a block with no allowed page is not scanned
-            blocks = tuple(block for block in blocks if not allowed.isdisjoint(block.keys))
-        result = scan(query, blocks)
-        upper = result.upper  # (n_pages,)
-        if allowed is not None:
-            upper[[page_id not in allowed for page_id in result.keys]] = -np.inf
 
-        def exact(indices: list[int]) -> npt.NDArray[np.float64]:
-            return maxsim_each(query, [vectors[result.keys[i]] for i in indices])
+        def exact(keys: list[str]) -> npt.NDArray[np.float64]:
+            return maxsim_each(query, [vectors[key] for key in keys])
 
-        top = certified_top_k(upper, k, exact, first=min_rescored)
+        top = certified_search(query, blocks, k, exact, allowed=allowed, first=min_rescored)
         self.last_rescored = top.rescored
-        ids = [result.keys[i] for i in top.indices]
-        return ids, top.scores, [rows[page_id] for page_id in ids]
+        return top.keys, top.scores, [rows[page_id] for page_id in top.keys]
 
     # -- the saved file ---------------------------------------------------------------------
 
