@@ -310,6 +310,22 @@ class CodeScan:
         if self._part_full.get(length) is block:
             del self._part_full[length]
 
+    def sealed(self) -> tuple[tuple[CodeBlock, ...], tuple[bool, ...]]:
+        """Every block after a :meth:`seal`, and whether each is its length class's part-full one (to save)."""
+        blocks = self.seal()
+        part_full = {id(block) for block in self._part_full.values()}
+        return blocks, tuple(id(block) in part_full for block in blocks)
+
+    @classmethod
+    def restore(cls, dim: int, blocks: Sequence[CodeBlock], part_full: Sequence[bool]) -> CodeScan:
+        """A scan holding ``blocks`` as :meth:`sealed` gave them (e.g. read back from a file), not re-encoded."""
+        restored = cls(dim)
+        for block, is_part_full in zip(blocks, part_full, strict=True):
+            restored._add_block(block)
+            if is_part_full:
+                restored._part_full[length_class(int(block.lengths[0]))] = block
+        return restored
+
     def _unpack(self, block: CodeBlock) -> None:
         """Dissolve ``block``: its pages become loose again (to be re-blocked at the next seal)."""
         self._drop_block(block)
