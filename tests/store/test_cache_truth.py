@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import textwrap
 import threading
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -64,70 +65,93 @@ def test_one_database_by_a_relative_and_an_absolute_path(tmp_path: Path, monkeyp
     absolute.close()
 
 
-def damage_empty(path: Path) -> None:
-    path.write_bytes(b"")
+# Each damage takes the saved copy's folder (index.json, codes.bin, floats.bin).
 
 
-def damage_truncate(path: Path) -> None:
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
+def damage_index_empty(folder: Path) -> None:
+    (folder / "index.json").write_bytes(b"")
 
 
-def damage_garbage(path: Path) -> None:
-    path.write_bytes(os.urandom(4096))
+def damage_index_truncated(folder: Path) -> None:
+    data = (folder / "index.json").read_bytes()
+    (folder / "index.json").write_bytes(data[: len(data) // 2])
 
 
-def rewrite(path: Path, change: Callable[[dict[str, np.ndarray]], None]) -> None:
-    with np.load(path) as data:
-        arrays = {name: data[name] for name in data.files}
-    change(arrays)
-    with path.open("wb") as file:
-        np.savez(file, **arrays)
+def damage_index_garbage(folder: Path) -> None:
+    (folder / "index.json").write_bytes(os.urandom(4096))
 
 
-def damage_counts(path: Path) -> None:
-    """Arrays that disagree with the recorded counts: page 0 claims fewer vectors."""
-
-    def change(arrays: dict[str, np.ndarray]) -> None:
-        arrays["vector_counts"] = arrays["vector_counts"].copy()
-        arrays["vector_counts"][0] -= 1
-        arrays["vectors"] = arrays["vectors"][1:]
-
-    rewrite(path, change)
+def edit_index(folder: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    index = json.loads((folder / "index.json").read_bytes())
+    change(index)
+    (folder / "index.json").write_text(json.dumps(index))
 
 
-def damage_vectors(path: Path) -> None:
-    """Same shapes and ids, other numbers: only the digests can tell."""
-
-    def change(arrays: dict[str, np.ndarray]) -> None:
-        arrays["vectors"] = arrays["vectors"][::-1].copy()
-
-    rewrite(path, change)
+def damage_version(folder: Path) -> None:
+    edit_index(folder, lambda index: index.update(format_version=999))
 
 
-def damage_version(path: Path) -> None:
-    rewrite(path, lambda arrays: arrays.update(format_version=np.array(999)))
+def damage_digest(folder: Path) -> None:
+    """A page recorded with another digest: the index no longer describes the committed pages."""
+    edit_index(folder, lambda index: index["pages"][0].__setitem__(1, "0" * 32 + "-10"))
 
 
-def damage_zip_member(path: Path) -> None:
-    with zipfile.ZipFile(path, "a") as archive:
-        archive.writestr("vectors.npy", b"not an array")
+def damage_counts(folder: Path) -> None:
+    """Page 0 claims fewer vectors than its codes hold."""
+    edit_index(folder, lambda index: index["pages"][0].__setitem__(3, index["pages"][0][3] - 1))
 
 
-@pytest.mark.filterwarnings("ignore:Duplicate name")
+def damage_codes_byte(folder: Path) -> None:
+    codes = bytearray((folder / "codes.bin").read_bytes())
+    codes[len(codes) // 2] ^= 0xFF
+    (folder / "codes.bin").write_bytes(bytes(codes))
+
+
+def damage_codes_truncated(folder: Path) -> None:
+    codes = (folder / "codes.bin").read_bytes()
+    (folder / "codes.bin").write_bytes(codes[:-7])
+
+
+def damage_floats_truncated(folder: Path) -> None:
+    floats = (folder / "floats.bin").read_bytes()
+    (folder / "floats.bin").write_bytes(floats[: len(floats) // 2])
+
+
+def damage_floats_missing(folder: Path) -> None:
+    (folder / "floats.bin").unlink()
+
+
+def damage_floats_swapped(folder: Path) -> None:
+    """Same sizes, other numbers: found only when a page is read and hashed (then rebuilt, never raised)."""
+    floats = np.fromfile(folder / "floats.bin", dtype=np.float32)
+    floats[::-1].tofile(folder / "floats.bin")
+
+
 @pytest.mark.parametrize(
     "damage",
-    [damage_empty, damage_truncate, damage_garbage, damage_counts, damage_vectors, damage_version, damage_zip_member],
+    [
+        damage_index_empty,
+        damage_index_truncated,
+        damage_index_garbage,
+        damage_version,
+        damage_digest,
+        damage_counts,
+        damage_codes_byte,
+        damage_codes_truncated,
+        damage_floats_truncated,
+        damage_floats_missing,
+        damage_floats_swapped,
+    ],
 )
-def test_a_damaged_cache_file_is_ignored_and_rebuilt_never_raised(
+def test_a_damaged_saved_copy_is_ignored_and_rebuilt_never_raised(
     lite_uri: str, damage: Callable[[Path], None]
 ) -> None:
     pages = corpus(3)
     with MilvusMultiVectorStore(lite_uri, collection_name="c", dim=DIM) as store:
         store.add(pages, ids=[f"p{i}" for i in range(6)])
-    cache_file = lite.cache_file(lite.normalise_uri(lite_uri), "c")
-    assert cache_file is not None and cache_file.is_file()
-    damage(cache_file)
+    folder = lite.cache_file(lite.normalise_uri(lite_uri), "c")
+    assert folder is not None and (folder / "index.json").is_file()
+    damage(folder)
 
     with MilvusMultiVectorStore(lite_uri, collection_name="c") as store:
         for i in (0, 5):
@@ -136,24 +160,25 @@ def test_a_damaged_cache_file_is_ignored_and_rebuilt_never_raised(
         store.add([pages[0]], ids=["again"])  # writes work too
     with MilvusMultiVectorStore(lite_uri, collection_name="c") as store:
         assert_scores_on(store, "again", pages[0])
-        assert store.search_path.loaded_from == "file"  # type: ignore[attr-defined]  # a good file again
+        assert store.search_path.loaded_from == "file"  # type: ignore[attr-defined]  # a good copy again
 
 
-def test_the_saved_file_is_written_atomically(lite_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_saved_copy_is_committed_atomically_by_its_index(lite_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
     pages = corpus(4)
     with MilvusMultiVectorStore(lite_uri, collection_name="c", dim=DIM) as store:
         store.add(pages, ids=[f"p{i}" for i in range(6)])
-    cache_file = lite.cache_file(lite.normalise_uri(lite_uri), "c")
-    assert cache_file is not None
-    good = cache_file.read_bytes()
+    folder = lite.cache_file(lite.normalise_uri(lite_uri), "c")
+    assert folder is not None
+    good = (folder / "index.json").read_bytes()
     synced: list[int] = []
     real_fsync = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
     with MilvusMultiVectorStore(lite_uri, collection_name="c") as store:
         store.add([pages[1]], ids=["more"])
-    assert len(synced) >= 2  # the file and its folder
-    assert cache_file.read_bytes() != good
-    assert not [p for p in cache_file.parent.iterdir() if p.name.endswith(".tmp")]
+        assert not (folder / "index.json").exists()  # the first write withdrew the commit record
+    assert len(synced) >= 4  # floats, codes, index and its folder
+    assert (folder / "index.json").read_bytes() != good
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
 
 
 @pytest.mark.parametrize("cache", [True, False], ids=["cache", "no-cache"])
@@ -299,13 +324,12 @@ def test_the_saved_cache_never_outlives_a_crash_in_delete_or_close(lite_uri: str
                     original(self, collections[:1], ids)
                     os.kill(os.getpid(), signal.SIGKILL)
                 connection.MilvusConnection.delete_ids = delete_then_die
-            if where == "close":  # mid-way through writing the cache file
-                original_savez = cache.np.savez
-                def savez_then_die(file, **arrays):
-                    original_savez(file, **arrays)
-                    file.flush()
+            if where == "close":  # mid-way through saving the copy: codes written, index not yet
+                original_write_codes = cache._write_codes
+                def write_codes_then_die(*args):
+                    original_write_codes(*args)
                     os.kill(os.getpid(), signal.SIGKILL)
-                cache.np.savez = savez_then_die
+                cache._write_codes = write_codes_then_die
             store = MilvusMultiVectorStore({lite_uri!r}, collection_name="c")
             store.search(store.get_vectors(["p0"])["p0"][:2], k=1)  # load the cache
             if where == "delete":
@@ -329,7 +353,8 @@ def test_the_saved_cache_never_outlives_a_crash_in_delete_or_close(lite_uri: str
                 np.testing.assert_allclose(store.get_vectors(["p4"])["p4"], pages[4][::-1], atol=1e-6)
             assert store.search_path.loaded_from == "milvus"  # type: ignore[attr-defined]
         cache_dir = Path(f"{lite.normalise_uri(lite_uri)}.cache")
-        assert [p.name for p in cache_dir.iterdir() if not p.name.endswith(".tmp")] == ["c.npz"]
+        assert [p.name for p in cache_dir.iterdir()] == ["c"]
+        assert {p.name for p in (cache_dir / "c").iterdir()} == {"index.json", "codes.bin", "floats.bin"}
 
 
 def test_a_store_that_fails_to_open_releases_the_lite_file(lite_uri: str) -> None:

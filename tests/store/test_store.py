@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -159,7 +160,7 @@ def test_pages_without_a_commit_marker_are_never_returned(store: MilvusMultiVect
     store.close()
     cache_file = lite.cache_file(store.uri, store.collection_name)
     if cache_file is not None:
-        cache_file.unlink(missing_ok=True)  # a crashed process never saves its cache
+        shutil.rmtree(cache_file, ignore_errors=True)  # a crashed process never saves its cache
     with MilvusMultiVectorStore(store.uri, collection_name=store.collection_name, cache=cached) as rerun:
         rerun.add([orphan], [{"page": 2}], ids=["orphan"])
         assert rerun.info().vectors == 20
@@ -281,7 +282,7 @@ def test_the_lite_cache_file_speeds_reopen_and_is_never_stale(lite_uri: str) -> 
     pages = planted_corpus(rng, n_pages=5, n_vectors=12)
     with MilvusMultiVectorStore(lite_uri, collection_name="c", dim=DIM) as store:
         ids = store.add(pages, ids=[f"p{i}" for i in range(5)])
-    cache_file = Path(f"{lite_uri}.cache") / "c.npz"
+    cache_file = Path(f"{lite_uri}.cache") / "c" / "index.json"  # the saved copy's commit record
     assert cache_file.is_file()
     saved = cache_file.read_bytes()
 
@@ -291,7 +292,7 @@ def test_the_lite_cache_file_speeds_reopen_and_is_never_stale(lite_uri: str) -> 
         replacement = unit_vectors(rng, 12, DIM)
         store.add([replacement], ids=["p1"])  # same id, same count, other vectors
         assert not cache_file.exists()  # dropped before the change, in case we crash now
-    cache_file.write_bytes(saved)  # as if a crash had left the old file behind
+    cache_file.write_bytes(saved)  # as if a crash had left the old record behind
 
     with MilvusMultiVectorStore(lite_uri, collection_name="c") as store:
         np.testing.assert_allclose(store.get_vectors(["p1"])["p1"], replacement, atol=1e-6)

@@ -1,4 +1,4 @@
-"""An in-process copy of the committed pages (vectors, rows, int8 codes) and its verified file.
+"""The serving copy of the committed pages: int8 codes in memory, float vectors where they cost least.
 
 Milvus stays the source of truth; this copy is derived from it, filled as pages are written or read
 back once, and searched without any Milvus request. On Milvus Lite (a pure-Python engine: 0.3 s per
@@ -7,20 +7,30 @@ milliseconds and seconds.
 
 A search scores **every** page on its int8 codes (:mod:`~colpali_milvus.search.code_scan`), each
 score with a proven error bound, and rescores pages exactly in bound order until the top ``k`` is
-certified (:mod:`~colpali_milvus.search.certify`).
+certified (:mod:`~colpali_milvus.search.certify`). Only the codes (~0.13 MB per 1,030 x 128 page) and
+the page rows are held in memory; the float vectors are read for the few pages rescored, from a
+:class:`~colpali_milvus.store.float_file.FloatFile` where the copy has a folder (Milvus Lite), else
+from memory.
 
-Every page carries the digest its page row records in Milvus. A saved file is trusted only whole:
-its format and dim must match, its page ids and digests must equal the committed ones read from
-Milvus, and every page's vectors must hash to their digest; anything else (a truncated, empty,
-foreign or stale file) is ignored and the copy is rebuilt from Milvus. The codes are not saved:
-they are derived again from the verified vectors (~0.6 s per 1,000 ColPali pages).
+**The saved copy** (a folder): ``floats.bin`` (the pages' float32 vectors, appended as they come),
+``codes.bin`` (the code blocks, as scanned) and ``index.json``, written last, which commits them:
+format, dim, every page's id, digest and place in ``floats.bin``, the blocks' layout and a checksum
+of ``codes.bin``. A reopen trusts it only if its page ids and digests equal the committed ones read
+from Milvus and ``codes.bin`` matches its checksum; a page's floats are checked against their
+digest the first time a process reads them. Reopening therefore reads the codes and the page rows,
+not the vectors. Anything else (a truncated, empty, foreign or stale file) is ignored and the copy
+is rebuilt from Milvus. A first write removes ``index.json``, so a crash can never leave a saved
+copy that describes other pages.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import threading
+import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,72 +39,89 @@ import numpy as np
 import numpy.typing as npt
 
 from colpali_milvus.search.certify import certified_search
-from colpali_milvus.search.code_scan import CodeScan
+from colpali_milvus.search.code_scan import CodeBlock, CodeScan
 from colpali_milvus.search.maxsim import maxsim_each
-from colpali_milvus.store.rows import vector_digest
+from colpali_milvus.store.float_file import FloatExtent, FloatFile, HeldFloats, PageFloats
 
-__all__ = ["CACHE_FILE_VERSION", "PageVectorCache"]
+__all__ = ["CACHE_FILE_VERSION", "INDEX_FILE", "PageVectorCache", "discard_saved_copy"]
 
 logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float32]
-#: Bumped whenever the file layout changes: older files are rebuilt.
-#: 4: vectors and digests only (3 also held centroids and a token index).
-CACHE_FILE_VERSION = 4
+#: Bumped whenever the saved layout changes: older copies are rebuilt.
+#: 5: a folder (floats, codes, index), read without hashing every vector (4: one .npz of vectors).
+CACHE_FILE_VERSION = 5
+INDEX_FILE = "index.json"  # the commit record of a saved copy
+FLOATS_FILE = "floats.bin"
+CODES_FILE = "codes.bin"
+_ALIGN = 64  # every array in codes.bin starts on a cache line
+# Rewrite floats.bin at close once removed pages take more than this share of it.
+_DEAD_SHARE_TO_COMPACT = 0.5
 
 
 class PageVectorCache:
-    """Committed pages by id: ``(n_i, dim)`` float32 vectors, their page row, and their int8 codes.
+    """Committed pages by id: their page row, int8 codes in memory, and ``(n_i, dim)`` float32 vectors.
 
-    Thread-safe: writers take a lock; a search scans immutable blocks of codes outside it.
+    ``folder``: where the copy is saved between runs (Milvus Lite); the float vectors then live in
+    its ``floats.bin`` rather than in memory. Thread-safe: writers take a lock; a search scans
+    immutable blocks of codes outside it.
     """
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, folder: Path | None = None) -> None:
         self.dim = dim
-        self._vectors: dict[str, FloatArray] = {}
+        self.folder = folder
+        self._floats: PageFloats = HeldFloats()  # replaced by a FloatFile at the first put or load with a folder
         self._rows: dict[str, Mapping[str, Any]] = {}
         self._codes = CodeScan(dim)
         self._lock = threading.Lock()
-        self.version = 0  # bumped by every change; tells whether the saved file is current
+        self.version = 0  # bumped by every change; tells whether the saved copy is current
         self.last_rescored = 0  # pages the last top_k scored exactly (for benchmarks and logs)
 
     def __len__(self) -> int:
-        return len(self._vectors)
+        return len(self._rows)
 
     def __contains__(self, page_id: object) -> bool:
-        return page_id in self._vectors
+        return page_id in self._rows
 
     @property
     def nbytes(self) -> int:
-        return sum(v.nbytes for v in self._vectors.values()) + self._codes.nbytes
+        """Bytes this copy holds in process memory (codes, and the vectors where they are held)."""
+        return self._floats.held_nbytes + self._codes.nbytes
 
     def put(self, page_id: str, vectors: FloatArray, row: Mapping[str, Any]) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         with self._lock:
-            self._vectors[page_id] = vectors
+            floats = self._float_store()
+            if isinstance(floats, FloatFile):
+                floats.put(page_id, vectors, str(row["digest"]) if row.get("digest") else None)
+            else:
+                floats.put(page_id, vectors)
             self._rows[page_id] = row
             self._codes.put(page_id, vectors)
             self.version += 1
 
     def remove(self, page_ids: Iterable[str]) -> None:
         with self._lock:
-            gone = [page_id for page_id in page_ids if self._vectors.pop(page_id, None) is not None]
-            for page_id in gone:
-                del self._rows[page_id]
+            gone = [page_id for page_id in page_ids if self._rows.pop(page_id, None) is not None]
+            self._floats.remove(gone)
             self._codes.remove(gone)
             self.version += 1
 
     def ids(self) -> list[str]:
         with self._lock:
-            return list(self._vectors)
+            return list(self._rows)
 
     def row(self, page_id: str) -> Mapping[str, Any]:
         return self._rows[page_id]
 
     def vectors_of(self, page_ids: Iterable[str]) -> dict[str, FloatArray]:
-        """The cached pages among ``page_ids``, by id."""
+        """The cached pages among ``page_ids``, by id (read-only views where they live in a file).
+
+        Raises :class:`~colpali_milvus.store.float_file.DamagedCopyError` for a page whose saved
+        vectors do not match its digest.
+        """
         with self._lock:
-            return {page_id: self._vectors[page_id] for page_id in page_ids if page_id in self._vectors}
+            return {page_id: self._floats.get(page_id) for page_id in page_ids if page_id in self._rows}
 
     def top_k(
         self, query: FloatArray, k: int, allowed: set[str] | None = None, *, min_rescored: int = 0
@@ -103,88 +130,212 @@ class PageVectorCache:
 
         Every page is scored on its codes with a proven error bound; pages are then rescored exactly
         in bound order until no other page can enter the top ``k`` (:mod:`~colpali_milvus.search.certify`),
-        at least ``min_rescored`` of them.
+        at least ``min_rescored`` of them. Raises
+        :class:`~colpali_milvus.store.float_file.DamagedCopyError` if a rescored page's saved
+        vectors do not match its digest.
         """
-        with self._lock:  # one consistent view: the blocks and the vectors they were made from
+        with self._lock:  # one consistent view of the blocks and rows
             blocks = self._codes.seal()
-            vectors, rows = dict(self._vectors), dict(self._rows)
+            rows = dict(self._rows)
 
         def exact(keys: list[str]) -> npt.NDArray[np.float64]:
-            return maxsim_each(query, [vectors[key] for key in keys])
+            with self._lock:  # a page deleted since the scan scores -inf and is left out below
+                present = {key: self._floats.get(key) for key in keys if key in self._rows}
+            scores = np.full(len(keys), -np.inf)
+            found = [index for index, key in enumerate(keys) if key in present]
+            scores[found] = maxsim_each(query, [present[keys[index]] for index in found])
+            return scores
 
         top = certified_search(query, blocks, k, exact, allowed=allowed, first=min_rescored)
         self.last_rescored = top.rescored
-        return top.keys, top.scores, [rows[page_id] for page_id in top.keys]
+        kept = [(key, score) for key, score in zip(top.keys, top.scores, strict=True) if score > -np.inf]
+        return [key for key, _ in kept], [score for _, score in kept], [rows[key] for key, _ in kept]
 
-    # -- the saved file ---------------------------------------------------------------------
+    def _float_store(self) -> PageFloats:
+        """Where a new page's vectors go: the copy's float file if it has a folder (opened empty at first use)."""
+        if self.folder is not None and not isinstance(self._floats, FloatFile):
+            self.discard_saved()  # the file is rewritten from the start: no saved index may point into it
+            self._floats = FloatFile(self.folder / FLOATS_FILE, self.dim)
+        return self._floats
 
-    def save(self, path: Path) -> None:
-        """Write the copy to ``path`` (``.npz``): fsynced, then renamed into place atomically."""
+    # -- the saved copy ---------------------------------------------------------------------
+
+    def discard_saved(self) -> None:
+        """Remove the saved copy's commit record: what the folder holds stops counting as a copy."""
+        if self.folder is not None:
+            discard_saved_copy(self.folder)
+
+    def save(self) -> None:
+        """Commit the copy to its folder: floats synced, codes written, then ``index.json`` renamed into place."""
+        folder = self.folder
+        if folder is None:
+            raise ValueError("this copy has no folder to be saved in")
         with self._lock:
-            ids = list(self._vectors)
-            vectors = [self._vectors[page_id] for page_id in ids]
-            digests = [str(self._rows[page_id]["digest"]) for page_id in ids]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with temporary.open("wb") as file:
-                np.savez(
-                    file,
-                    format_version=np.array(CACHE_FILE_VERSION),
-                    dim=np.array(self.dim),
-                    page_ids=np.array(ids, dtype=str),
-                    digests=np.array(digests, dtype=str),
-                    vectors=np.concatenate(vectors) if vectors else np.empty((0, self.dim), np.float32),
-                    vector_counts=np.array([v.shape[0] for v in vectors], dtype=np.int64),
-                )
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
-        _fsync_folder(path.parent)
+            floats = self._float_store()
+            assert isinstance(floats, FloatFile)
+            if floats.size and floats.live_nbytes < (1 - _DEAD_SHARE_TO_COMPACT) * floats.size:
+                floats = self._floats = floats.compacted()
+            floats.sync()
+            blocks, part_full = self._codes.sealed()
+            codes_layout, checksum, codes_size = _write_codes(folder / CODES_FILE, blocks, part_full)
+            extents = floats.extents()
+            index = {
+                "format_version": CACHE_FILE_VERSION,
+                "dim": self.dim,
+                "floats_size": floats.size,
+                "pages": [[page_id, e.digest, e.offset, e.rows] for page_id, e in extents.items()],
+                "codes_size": codes_size,
+                "codes_crc32": checksum,
+                "blocks": codes_layout,
+            }
+        _write_atomically(folder / INDEX_FILE, json.dumps(index, separators=(",", ":")).encode())
+        _remove_quietly(folder.with_name(f"{folder.name}.npz"))  # the single-file copy of format 4
 
-    def load(self, path: Path, rows: Mapping[str, Mapping[str, Any]]) -> bool:
-        """Fill from a file written by :meth:`save` if it holds exactly the committed pages in ``rows``.
+    def load(self, rows: Mapping[str, Mapping[str, Any]]) -> bool:
+        """Fill from the saved copy if it holds exactly the committed pages in ``rows``.
 
         ``rows`` are the committed page rows read from Milvus. Returns ``False``, changing nothing,
-        for any file that is unreadable or disagrees with them in any way.
+        for a copy that is missing, unreadable or disagrees with them in any way.
         """
+        folder = self.folder
+        if folder is None or not (folder / INDEX_FILE).is_file():
+            return False
         try:
-            pages = self._read_verified(path, rows)
-        except Exception as error:  # a damaged file of any kind only costs a rebuild from Milvus
-            logger.warning("ignoring the vector cache file %s (%s: %s)", path, type(error).__name__, error)
+            loaded = self._read_verified(folder, rows)
+        except Exception as error:  # a damaged copy of any kind only costs a rebuild from Milvus
+            logger.warning("ignoring the saved copy in %s (%s: %s)", folder, type(error).__name__, error)
             return False
-        if pages is None:
-            logger.info("ignoring the vector cache file %s: it does not match the collection", path)
+        if loaded is None:
+            logger.info("ignoring the saved copy in %s: it does not match the collection", folder)
             return False
-        for page_id, page_vectors in pages:  # the codes are derived again, not trusted from the file
-            self.put(page_id, page_vectors, rows[page_id])
+        floats, codes = loaded
+        with self._lock:
+            self._floats, self._codes = floats, codes
+            self._rows = {page_id: rows[page_id] for page_id in floats.extents()}
+            self.version += 1
         return True
 
-    def _read_verified(self, path: Path, rows: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, FloatArray]] | None:
-        with np.load(path, allow_pickle=False) as data:
-            if int(data["format_version"]) != CACHE_FILE_VERSION or int(data["dim"]) != self.dim:
-                return None
-            ids = [str(page_id) for page_id in data["page_ids"]]
-            digests = [str(digest) for digest in data["digests"]]
-            counts, vectors = data["vector_counts"], data["vectors"]
-            if (
-                len(ids) != len(rows)
-                or set(ids) != set(rows)
-                or not (len(ids) == len(digests) == counts.shape[0])
-                or any(str(rows[page_id].get("digest")) != digest for page_id, digest in zip(ids, digests, strict=True))
-                or vectors.dtype != np.float32
-                or vectors.shape != (int(counts.sum()), self.dim)
-                or np.any(counts <= 0)
-            ):
-                return None
-        if not ids:  # an empty collection's file: np.split would hand back one empty block
-            return []
-        page_vectors = np.split(vectors, np.cumsum(counts)[:-1])
-        if any(vector_digest(block) != digest for block, digest in zip(page_vectors, digests, strict=True)):
+    def _read_verified(self, folder: Path, rows: Mapping[str, Mapping[str, Any]]) -> tuple[FloatFile, CodeScan] | None:
+        index = json.loads((folder / INDEX_FILE).read_bytes())
+        if index.get("format_version") != CACHE_FILE_VERSION or index.get("dim") != self.dim:
             return None
-        return list(zip(ids, page_vectors, strict=True))
+        extents = {
+            str(page_id): FloatExtent(int(offset), int(count), str(digest))
+            for page_id, digest, offset, count in index["pages"]
+        }
+        floats_size = int(index["floats_size"])
+        if (
+            len(extents) != len(index["pages"])
+            or extents.keys() != rows.keys()
+            or any(str(rows[page_id].get("digest")) != extent.digest for page_id, extent in extents.items())
+            or any(
+                e.rows <= 0 or e.offset < 0 or e.offset + e.rows * self.dim * 4 > floats_size for e in extents.values()
+            )
+        ):
+            return None
+        buffer = _read_codes(folder / CODES_FILE, int(index["codes_size"]), int(index["codes_crc32"]))
+        if buffer is None:
+            return None
+        blocks = [_block_from(layout["fields"], buffer) for layout in index["blocks"]]
+        lengths = {key: int(length) for block in blocks for key, length in zip(block.keys, block.lengths, strict=True)}
+        if (
+            lengths.keys() != extents.keys()
+            or sum(len(block.keys) for block in blocks) != len(extents)
+            or any(lengths[page_id] != extent.rows for page_id, extent in extents.items())
+            or any(block.codes.shape[0] != self.dim for block in blocks)
+        ):
+            return None
+        codes = CodeScan.restore(self.dim, blocks, [bool(layout["part_full"]) for layout in index["blocks"]])
+        return FloatFile(folder / FLOATS_FILE, self.dim, extents, floats_size), codes
+
+
+def discard_saved_copy(folder: Path) -> None:
+    """Remove the commit record of the copy saved in ``folder``, if any."""
+    _remove_quietly(folder / INDEX_FILE)
+
+
+def _write_codes(
+    path: Path, blocks: tuple[CodeBlock, ...], part_full: tuple[bool, ...]
+) -> tuple[list[dict[str, Any]], int, int]:
+    """Write every block's arrays to ``path`` (atomically); returns their layout, the file's CRC-32 and size."""
+    layout: list[dict[str, Any]] = []
+    checksum, position = 0, 0
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with temporary.open("wb") as file:
+            for block, is_part_full in zip(blocks, part_full, strict=True):
+                fields: dict[str, Any] = {}
+                for field in dataclasses.fields(block):
+                    value = getattr(block, field.name)
+                    if isinstance(value, np.ndarray):
+                        padding = b"\0" * (-position % _ALIGN)
+                        data = np.ascontiguousarray(value).tobytes()
+                        for chunk in (padding, data):
+                            file.write(chunk)
+                            checksum = zlib.crc32(chunk, checksum)
+                        position += len(padding)
+                        fields[field.name] = {"array": [value.dtype.str, list(value.shape), position]}
+                        position += len(data)
+                    elif isinstance(value, tuple):
+                        fields[field.name] = {"tuple": list(value)}
+                    else:
+                        fields[field.name] = {"value": value}
+                layout.append({"part_full": is_part_full, "fields": fields})
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return layout, checksum, position
+
+
+def _read_codes(path: Path, size: int, checksum: int) -> npt.NDArray[np.uint8] | None:
+    """``codes.bin`` read whole into memory (the scan needs it there) if its size and CRC-32 are as recorded."""
+    if path.stat().st_size != size:
+        return None
+    buffer = np.empty(size, dtype=np.uint8)
+    with path.open("rb") as file:
+        if file.readinto(buffer.data) != size:
+            return None
+    return buffer if zlib.crc32(buffer.data) == checksum else None
+
+
+def _block_from(fields: Mapping[str, Any], buffer: npt.NDArray[np.uint8]) -> CodeBlock:
+    values: dict[str, Any] = {}
+    for name, stored in fields.items():
+        if "array" in stored:
+            dtype_text, shape, offset = stored["array"]
+            dtype = np.dtype(dtype_text)
+            count = int(np.prod(shape, dtype=np.int64))
+            if offset < 0 or offset + count * dtype.itemsize > buffer.size:
+                raise ValueError(f"array {name!r} lies outside the codes file")
+            values[name] = buffer[offset : offset + count * dtype.itemsize].view(dtype).reshape(shape)
+        elif "tuple" in stored:
+            values[name] = tuple(str(item) for item in stored["tuple"])
+        else:
+            values[name] = stored["value"]
+    return CodeBlock(**values)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """``data`` at ``path``, all or nothing: written beside it, fsynced, renamed over it, the folder fsynced."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with temporary.open("wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    _fsync_folder(path.parent)
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as error:  # e.g. a folder stands there: it can never pass as a commit record
+        logger.warning("could not remove %s (%s)", path, error)
 
 
 def _fsync_folder(folder: Path) -> None:

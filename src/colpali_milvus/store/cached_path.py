@@ -24,9 +24,10 @@ import numpy as np
 import numpy.typing as npt
 
 from colpali_milvus.store import lite, reads
-from colpali_milvus.store.cache import PageVectorCache
+from colpali_milvus.store.cache import PageVectorCache, discard_saved_copy
 from colpali_milvus.store.collections import CollectionNames, read_generation
 from colpali_milvus.store.connection import MilvusConnection
+from colpali_milvus.store.float_file import DamagedCopyError
 from colpali_milvus.store.rows import PageRecord
 from colpali_milvus.store.search_path import RankedPages
 from colpali_milvus.store.shared import SharedCollection
@@ -74,7 +75,7 @@ class CachedPath:
         self._rerank_depth = rerank_depth
         self._cache_file = cache_file if exclusive else None
         if shared.cache_state is None:
-            cache = PageVectorCache(dim)
+            cache = PageVectorCache(dim, self._cache_file)
             shared.cache_state = _CacheState(cache, loaded=created and exclusive, loaded_from="new" if created else "")
         self._state: _CacheState = shared.cache_state
 
@@ -86,9 +87,12 @@ class CachedPath:
     # -- reads ------------------------------------------------------------------------------
 
     def ranked(self, query: FloatArray, k: int, where: str) -> RankedPages:
-        cache = self._current()
         allowed = set(reads.page_ids(self._connection, self._names, where)) if where else None
-        page_ids, scores, rows = cache.top_k(query, k, allowed, min_rescored=self._rerank_depth or 0)
+        try:
+            page_ids, scores, rows = self._current().top_k(query, k, allowed, min_rescored=self._rerank_depth or 0)
+        except DamagedCopyError as error:
+            self._rebuild(error)
+            page_ids, scores, rows = self._current().top_k(query, k, allowed, min_rescored=self._rerank_depth or 0)
         return RankedPages(page_ids, scores, rows)
 
     def existing(self, page_ids: Sequence[str]) -> set[str]:
@@ -96,7 +100,11 @@ class CachedPath:
         return {page_id for page_id in page_ids if page_id in cache}
 
     def vectors(self, page_ids: Sequence[str]) -> dict[str, FloatArray]:
-        return self._current().vectors_of(page_ids)
+        try:
+            return self._current().vectors_of(page_ids)
+        except DamagedCopyError as error:
+            self._rebuild(error)
+            return self._current().vectors_of(page_ids)
 
     # -- writes (called under the collection's write lock) ----------------------------------
 
@@ -115,10 +123,19 @@ class CachedPath:
         if state.cache.version == state.saved_version:
             return
         try:
-            state.cache.save(self._cache_file)
+            state.cache.save()
             state.saved_version = state.cache.version
         except OSError:  # only costs a slower reopen
             logger.warning("could not save the vector cache to %s", self._cache_file, exc_info=True)
+
+    def _rebuild(self, error: DamagedCopyError) -> None:
+        """A saved page failed its digest: drop the copy and fill it again from Milvus (the truth)."""
+        logger.warning("rebuilding the vector cache from Milvus: %s", error)
+        state = self._state
+        with self._shared.write_lock, state.lock:
+            state.cache.discard_saved()
+            state.cache = PageVectorCache(state.cache.dim, self._cache_file)
+            state.loaded, state.saved_version = False, -1
 
     # -- keeping the copy current -----------------------------------------------------------
 
@@ -140,7 +157,7 @@ class CachedPath:
     def _fill(self, state: _CacheState) -> None:
         """First use in an exclusive process: from the saved file if it verifies, else from Milvus."""
         rows = reads.page_rows(self._connection, self._names)
-        if self._cache_file is not None and self._cache_file.is_file() and state.cache.load(self._cache_file, rows):
+        if state.cache.load(rows):
             state.saved_version = state.cache.version
             state.loaded, state.loaded_from = True, "file"
             logger.info("loaded %d pages into the vector cache from %s", len(state.cache), self._cache_file)
@@ -193,14 +210,12 @@ class SharedCopy:
         state: _CacheState | None = self._shared.cache_state
         if state is not None:
             state.saved_version = -1
-        # The saved file stops describing the collection now: remove it before Milvus changes,
-        # so that a crash mid-write cannot leave it behind (it would fail verification anyway).
-        if self._cache_file is not None:
-            try:
-                self._cache_file.unlink(missing_ok=True)
-            except OSError as error:  # e.g. a folder stands there: it can never pass as a saved copy
-                # A file that stays behind is harmless too: its digests no longer match the commits.
-                logger.warning("could not remove the saved vector cache %s (%s)", self._cache_file, error)
+        # The saved copy stops describing the collection now: its commit record goes before Milvus
+        # changes, so that a crash mid-write cannot leave it behind (it would fail verification anyway).
+        if state is not None:
+            state.cache.discard_saved()
+        elif self._cache_file is not None:
+            discard_saved_copy(self._cache_file)
 
     def written(self, records: Sequence[PageRecord]) -> None:
         state: _CacheState | None = self._shared.cache_state

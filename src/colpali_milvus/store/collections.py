@@ -198,6 +198,12 @@ def _check_existing(
     if model_name:
         claim_model(connection, names, recorded_model, model_name)
         recorded_model = model_name
-    connection.load(*names.all)
+    if connection.is_lite:
+        # A serving process whose saved copy verifies reads only the page rows: the per-vector rows
+        # (what costs Milvus Lite memory and seconds to open) wait for a write or a rebuild.
+        connection.load(names.pages)
+        connection.load(names.vectors, names.summaries, on_first_use=True)
+    else:
+        connection.load(*names.all)
     pool_factor = int(properties["pool_factor"]) if properties.get("pool_factor") else None
     return OpenedCollection(recorded_dim, recorded_model, created=False, pool_factor=pool_factor)

@@ -62,6 +62,7 @@ class MilvusConnection:
         self.retry_timeout = 0.0 if self._endpoint.embedded else float(retry_timeout)  # Lite runs in-process
         self.closed = False
         self._reload_names: tuple[str, ...] = ()
+        self._load_on_first_use: set[str] = set()
         self._client = self._connect(token, timeout)
 
     @property
@@ -133,6 +134,7 @@ class MilvusConnection:
     ) -> list[dict[str, Any]]:
         """At most ``limit`` matching rows; with ``smallest_keys``, those of the smallest primary keys."""
         options = {**_consistency(consistency), **(_SMALLEST_KEYS if smallest_keys else {})}
+        self._loaded(collection)
         return self.call(
             "query",
             lambda: list(
@@ -170,6 +172,8 @@ class MilvusConnection:
         Rows are in the order the server returned them (row ``i`` owns ``vectors[i]``).
         """
 
+        self._loaded(collection)
+
         def fetch(window: str) -> tuple[list[dict[str, Any]], npt.NDArray[np.float32]]:
             columns = partial(self._query_columns, collection, window, [primary, *fields], vector_field, consistency)
             return self.call("query", columns)
@@ -203,6 +207,7 @@ class MilvusConnection:
         return [row for batch in batches for row in batch]
 
     def count(self, collection: str, where: str = "") -> int:
+        self._loaded(collection)
         result = self.call(
             "count rows", lambda: self._client.query(collection, filter=where, output_fields=["count(*)"])
         )
@@ -219,6 +224,7 @@ class MilvusConnection:
         params: dict[str, Any],
         consistency: str | None = None,
     ) -> list[list[dict[str, Any]]]:
+        self._loaded(collection)
         return self.call(
             "search",
             lambda: [
@@ -248,6 +254,7 @@ class MilvusConnection:
             self.write_batch(collection, batch, upsert=upsert)
 
     def write_batch(self, collection: str, batch: list[dict[str, Any]], *, upsert: bool = False) -> None:
+        self._loaded(collection)
         write = self._client.upsert if upsert else self._client.insert
         self.call("upsert" if upsert else "insert", lambda: write(collection, batch))
 
@@ -256,6 +263,7 @@ class MilvusConnection:
         for batch in batches(list(page_ids), ID_BATCH):
             where = in_ids(batch)
             for collection in collections:
+                self._loaded(collection)
                 self.call("delete", partial(self._client.delete, collection, filter=where))
 
     # -- collections --------------------------------------------------------------------------
@@ -302,11 +310,24 @@ class MilvusConnection:
             return False
         return True
 
-    def load(self, *collections: str) -> None:
+    def load(self, *collections: str, on_first_use: bool = False) -> None:
+        """Load the collections now, or (``on_first_use``) just before the first request that reads or writes one.
+
+        Milvus Lite reads all of a collection's rows into this process when it first opens it (~2 MB
+        per ColPali page as per-vector rows): a process that never touches a collection never pays.
+        """
+        if on_first_use:
+            self._load_on_first_use.update(collections)
+            return
+        self._load_on_first_use.difference_update(collections)
         for collection in collections:
             self.call("load the collection", partial(self._client.load_collection, collection))
         if self.is_lite:  # once, after all of them: trimming walks the whole heap
             lite.release_decoding_buffers()
+
+    def _loaded(self, collection: str) -> None:
+        if collection in self._load_on_first_use:
+            self.load(collection)
 
     def properties(self, collection: str) -> dict[str, str]:
         description = self.call("read the collection settings", lambda: self._client.describe_collection(collection))
@@ -329,9 +350,11 @@ class MilvusConnection:
         return [str(name) for name in self.call("list the indexes", lambda: self._client.list_indexes(collection))]
 
     def flush(self, collection: str) -> None:
+        self._loaded(collection)
         self.call("flush", lambda: self._client.flush(collection))
 
     def drop(self, collection: str) -> None:
+        self._load_on_first_use.discard(collection)
         if self.has_collection(collection):
             self.call("drop the collection", lambda: self._client.drop_collection(collection))
 

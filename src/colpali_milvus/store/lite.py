@@ -145,12 +145,12 @@ def endpoint(uri: str) -> Endpoint:
 
 
 def cache_file(uri: str, collection_name: str) -> Path | None:
-    """Where a Lite store keeps its vector cache between runs (``<file>.cache/<collection>.npz``).
+    """The folder where a Lite store saves its serving copy between runs (``<file>.cache/<collection>/``).
 
     Only Lite gets one: one process owns a Lite file, so nothing can change it while the process
     runs; a server's collection may change under any saved copy.
     """
-    return Path(f"{uri}.cache") / f"{collection_name}.npz" if is_lite_uri(uri) else None
+    return Path(f"{uri}.cache") / collection_name if is_lite_uri(uri) else None
 
 
 # Milvus Lite runs one in-process server per database and keeps its file lock until that server
