@@ -7,7 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from colpali_milvus.search.certify import certified_top_k
+from colpali_milvus.search.certify import certified_search, certified_top_k
+from colpali_milvus.search.code_scan import CodeScan, scan
+from colpali_milvus.search.maxsim import maxsim_each
 from colpali_milvus.store.cache import PageVectorCache
 
 
@@ -96,6 +98,52 @@ def test_near_ties_hide_no_perfect_page_and_a_filter_is_respected() -> None:
     pages.append(template.copy())  # the one perfect page, among 120 near-ties
     _assert_exact_top_k(query, pages, 5)
     _assert_exact_top_k(query, pages, 3, allowed={1, 5, 7, 119})
+
+
+def test_near_ties_are_told_apart_by_the_refinement_not_by_exact_rescoring() -> None:
+    """On near-ties the scan's bound keeps most pages in line; the refined bounds leave about k of them."""
+    rng = np.random.default_rng(9)
+    template = rng.standard_normal((200, 128)).astype(np.float32)
+    template /= np.linalg.norm(template, axis=1, keepdims=True)
+    pages = [template + rng.normal(scale=3e-3, size=template.shape).astype(np.float32) for _ in range(150)]
+    query = template[:16] + rng.normal(scale=0.05, size=(16, 128)).astype(np.float32)
+    codes = CodeScan(128)
+    for i, page in enumerate(pages):
+        codes.put(str(i), page)
+    by_scan_alone = certified_top_k(scan(query, codes.seal()).upper, 5, lambda indices: np.zeros(len(indices)))
+
+    rescored = _assert_exact_top_k(query, pages, 5)
+
+    assert by_scan_alone.rescored > 100  # the old proof: nearly every page
+    assert rescored < by_scan_alone.rescored
+    assert rescored <= 10
+
+
+def test_certified_search_keeps_the_filter_and_the_fewest_rescored_it_is_asked() -> None:
+    rng = np.random.default_rng(10)
+    pages = {str(i): rng.standard_normal((int(rng.integers(1, 80)), 32)).astype(np.float32) for i in range(90)}
+    query = rng.standard_normal((6, 32)).astype(np.float32)
+    codes = CodeScan(32, block_rows=300)
+    for key, page in pages.items():
+        codes.put(key, page)
+    blocks = codes.seal()
+    scored: list[str] = []
+
+    def exact(keys: list[str]) -> np.ndarray:
+        scored.extend(keys)
+        return maxsim_each(query, [pages[key] for key in keys])
+
+    reference = {key: _reference(query, [page])[0] for key, page in pages.items()}
+    allowed = {str(i) for i in range(0, 90, 3)}
+    top = certified_search(query, blocks, 4, exact, allowed=allowed)
+    expected = sorted(allowed, key=lambda key: -reference[key])[:4]
+    np.testing.assert_allclose([reference[key] for key in top.keys], [reference[key] for key in expected], atol=1e-4)
+    assert set(scored) <= allowed and top.refined <= len(allowed)
+    scored.clear()
+    deep = certified_search(query, blocks, 4, exact, first=40)
+    assert deep.rescored == len(scored) >= 40
+    with pytest.raises(ValueError, match="k must be positive"):
+        certified_search(query, blocks, 0, exact)
 
 
 def test_on_unit_pages_the_proof_rescored_a_few_pages_not_all() -> None:

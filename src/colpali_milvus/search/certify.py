@@ -8,6 +8,10 @@ line. That is the threshold algorithm; bound order scores the fewest pages any p
 bounds can (every page whose bound exceeds the final ``k``-th score must be scored by any of them).
 
 A page whose bound is ``-inf`` (filtered out) is never scored.
+
+:func:`certified_search` first tightens the scan's bounds where it matters (:mod:`.refine`): the
+pages that could still enter the top ``k`` are scored again on two int8 layers, in batches, with a
+bound ~100x tighter, so the exact rescoring is left with the pages that truly compete, usually ``k``.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from colpali_milvus.search.code_scan import CodeBlock, scan
+from colpali_milvus.search.code_scan import CodeBlock, encode_query, scan
+from colpali_milvus.search.refine import tighten
 
 __all__ = ["CertifiedPages", "CertifiedTopK", "certified_search", "certified_top_k"]
 
@@ -83,6 +88,7 @@ class CertifiedPages:
     keys: list[str]
     scores: list[float]
     rescored: int  # pages scored exactly to prove it
+    refined: int  # pages scored on both int8 layers before that
 
 
 def certified_search(
@@ -94,19 +100,25 @@ def certified_search(
     allowed: set[str] | None = None,
     first: int = 0,
 ) -> CertifiedPages:
-    """The exact top ``k`` of the pages in ``blocks`` (among ``allowed``): scan their codes, then certify.
+    """The exact top ``k`` of the pages in ``blocks`` (among ``allowed``): scan, refine, then certify.
 
     ``exact_scores`` gives the exact MaxSim of the pages with the given keys, ``(len(keys),)``.
     """
+    if k <= 0:
+        raise ValueError(f"k must be positive, got {k}")
     if allowed is not None:  # a block with no allowed page is not scanned
         blocks = tuple(block for block in blocks if not allowed.isdisjoint(block.keys))
-    result = scan(query, blocks)
+    coded = encode_query(query)
+    result = scan(coded, blocks)
     upper = result.upper  # (n_pages,)
     if allowed is not None:
         upper[[key not in allowed for key in result.keys]] = -np.inf
+    refined = tighten(coded, blocks, result, upper, k)
 
     def exact(indices: list[int]) -> Float64Array:
         return exact_scores([result.keys[index] for index in indices])
 
-    top = certified_top_k(upper, k, exact, first=first)
-    return CertifiedPages([result.keys[index] for index in top.indices], top.scores, top.rescored)
+    # One page per later call: after the refinement the pages in line are few and each one costs.
+    top = certified_top_k(refined.upper, k, exact, first=first, batch=1)
+    keys = [result.keys[index] for index in top.indices]
+    return CertifiedPages(keys, top.scores, top.rescored, refined.refined)
