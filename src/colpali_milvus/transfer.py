@@ -152,12 +152,14 @@ def copy_collection(
 
 
 def _open_source(uri: str, collection: str, token: str | None, image_dir: str | PathLike[str] | None) -> PageCollection:
+    from colpali_milvus.store.collections import reading_older_lite_files
     from colpali_milvus.store.lite import is_lite_uri
     from colpali_milvus.store.milvus import MilvusMultiVectorStore
 
     if is_lite_uri(uri) and not Path(uri).expanduser().exists():  # opening it would create it
         raise StoreError(f"no Milvus Lite database at {uri} to copy from")
-    store = MilvusMultiVectorStore(uri, token=token, collection_name=collection, cache=False, create=False)
+    with reading_older_lite_files():  # an older Lite file is what a user upgrades from
+        store = MilvusMultiVectorStore(uri, token=token, collection_name=collection, cache=False, create=False)
     return PageCollection(store, image_dir=image_dir)
 
 

@@ -39,7 +39,9 @@ INGEST = textwrap.dedent("""
         original(self, collection, batch, **kwargs)
 
     connection.MilvusConnection.write_batch = insert_then_maybe_die
-    connection.INSERT_BATCH_ROWS = 25  # several requests per page, so kills land mid-page too
+    import colpali_milvus.store.packed as packed
+    packed.PART_CHARS = 400  # 4 packed rows per page (1,280 characters of base64) ...
+    packed._ROWS_PER_INSERT = 5  # ... in several requests, so kills land mid-page too
     pages = np.load(sys.argv[3])
     store = MilvusMultiVectorStore(sys.argv[1], collection_name="crash", dim={dim})
     for start in range(0, len(pages), 3):
@@ -49,9 +51,9 @@ INGEST = textwrap.dedent("""
 """).format(src=str(SRC), dim=DIM)
 
 
-# 4 adds x (4 vector requests of <= 25 rows + 1 page-row request) = 20 insert requests: kill before
-# the first, mid-page, just before a commit marker (4), just after one (5), mid-run and before the last.
-@pytest.mark.parametrize("kill_after", [0, 2, 4, 5, 12, 19])
+# 4 adds x (3 requests of <= 5 packed rows + 1 page-row request) = 16 insert requests: kill before
+# the first, mid-page, just before a commit marker (3), just after one (4), mid-run and before the last.
+@pytest.mark.parametrize("kill_after", [0, 2, 3, 4, 9, 15])
 def test_sigkill_leaves_whole_pages_and_a_rerun_completes(tmp_path: Path, kill_after: int) -> None:
     rng = np.random.default_rng(kill_after)
     pages = np.stack([unit_vectors(rng, N_VECTORS, DIM) for _ in range(N_PAGES)])

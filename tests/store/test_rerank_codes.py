@@ -16,7 +16,8 @@ import pytest
 
 from colpali_milvus import IndexMismatchError, maxsim
 from colpali_milvus.search import codes
-from colpali_milvus.store.schema import CODE_ROW_FIELDS
+from colpali_milvus.store import collections
+from colpali_milvus.store.schema import CODE_ROW_FIELDS, FLATTENED
 from helpers import unit_vectors
 from targets import BACKENDS, StoreTarget, store_target
 
@@ -24,7 +25,9 @@ DIM = 32
 
 
 @pytest.fixture(params=BACKENDS)
-def uncached(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreTarget]:
+def uncached(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StoreTarget]:
+    # The rerank codes live in the flattened layout's summaries: on Lite, build that layout (a server's).
+    monkeypatch.setattr(collections, "_NEW_LITE_LAYOUT", FLATTENED)
     yield from store_target(request.param, request, tmp_path)
 
 

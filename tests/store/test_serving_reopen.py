@@ -48,7 +48,7 @@ def test_a_reopened_store_serves_without_loading_the_vector_rows(lite_uri: str, 
         assert loaded == ["c_pages"]
 
         store.add([pages[0]], ids=["new"])  # a write opens the rest, then works as before
-        assert set(loaded) == {"c_pages", "c_vectors", "c_summaries"}
+        assert set(loaded) == {"c_pages", "c_packed"}
         assert store.search(pages[0][:3], k=2)[0].page_id in {"p0", "new"}
     with MilvusMultiVectorStore(lite_uri, collection_name="c") as store:
         assert store.count() == 9
@@ -67,4 +67,4 @@ def test_without_a_saved_copy_the_vectors_are_read_from_milvus(lite_uri: str, lo
     with MilvusMultiVectorStore(lite_uri, collection_name="c") as store:
         assert store.search(pages[2][:2], k=1)[0].page_id == "p2"
         assert store.search_path.loaded_from == "milvus"  # type: ignore[attr-defined]
-        assert "c_vectors" in loaded
+        assert "c_packed" in loaded

@@ -6,6 +6,7 @@ import importlib
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ from colpali_milvus import (
     maxsim,
 )
 from colpali_milvus.store import lite
+from colpali_milvus.store.packed import packed_rows
+from colpali_milvus.store.rows import build_records, vector_rows
 from colpali_milvus.store.schema import SCHEMA_VERSION
 from helpers import unit_vectors
 from targets import StoreTarget, store_target
@@ -139,16 +142,19 @@ def test_adding_an_existing_id_replaces_the_page(store: MilvusMultiVectorStore) 
     assert store.search(second[:2], k=1)[0].metadata["page"] == 2
 
 
+def uncommitted_rows(store: MilvusMultiVectorStore, page_id: str, vectors: np.ndarray) -> Iterator[dict[str, Any]]:
+    """The rows that hold a page's vectors in the store's layout, without the page row that commits them."""
+    records = build_records([vectors], None, [page_id], None, store.dim)
+    return packed_rows(records) if store.layout == "packed" else vector_rows(records)
+
+
 def test_pages_without_a_commit_marker_are_never_returned(store: MilvusMultiVectorStore) -> None:
     rng = np.random.default_rng(5)
     committed = unit_vectors(rng, 10, DIM)
     store.add([committed], [{"page": 1}], ids=["committed"])
     # Vector rows of a page whose page row was never written (as after a crash mid-ingestion).
     orphan = unit_vectors(rng, 10, DIM)
-    store.connection.insert(
-        store.vectors_collection,
-        ({"page_id": "orphan", "seq_id": i, "vector": vector.tolist()} for i, vector in enumerate(orphan)),
-    )
+    store.connection.insert(store.vectors_collection, uncommitted_rows(store, "orphan", orphan))
 
     hits = store.search(orphan[:3], k=5)
 

@@ -158,6 +158,12 @@ class PageVectorCache:
             self._floats = FloatFile(self.folder / FLOATS_FILE, self.dim)
         return self._floats
 
+    def close(self) -> None:
+        """Let go of the float file's descriptor (arrays already handed out keep their map)."""
+        with self._lock:
+            if isinstance(self._floats, FloatFile):
+                self._floats.close()
+
     # -- the saved copy ---------------------------------------------------------------------
 
     def discard_saved(self) -> None:

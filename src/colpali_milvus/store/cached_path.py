@@ -118,15 +118,15 @@ class CachedPath:
 
     def close(self, *, last_user: bool) -> None:
         state = self._state
-        if not (last_user and self._cache_file is not None and state.loaded):
+        if not last_user:
             return
-        if state.cache.version == state.saved_version:
-            return
-        try:
-            state.cache.save()
-            state.saved_version = state.cache.version
-        except OSError:  # only costs a slower reopen
-            logger.warning("could not save the vector cache to %s", self._cache_file, exc_info=True)
+        if self._cache_file is not None and state.loaded and state.cache.version != state.saved_version:
+            try:
+                state.cache.save()
+                state.saved_version = state.cache.version
+            except OSError:  # only costs a slower reopen
+                logger.warning("could not save the vector cache to %s", self._cache_file, exc_info=True)
+        state.cache.close()  # the copy goes with its last user (vectors handed out stay readable)
 
     def _rebuild(self, error: DamagedCopyError) -> None:
         """A saved page failed its digest: drop the copy and fill it again from Milvus (the truth)."""
@@ -165,7 +165,7 @@ class CachedPath:
         vectors, orphans = reads.scan_vectors(self._connection, self._names, rows, state.cache.dim)
         if orphans:  # vector rows whose page was never committed (a crash): nobody else can be writing them
             logger.info("removing the vector rows of %d uncommitted pages", len(orphans))
-            self._connection.delete_ids([self._names.vectors, self._names.summaries], sorted(orphans))
+            self._connection.delete_ids(self._names.all[1:], sorted(orphans))
         for page_id, page_vectors in vectors.items():
             state.cache.put(page_id, page_vectors, rows[page_id])
         state.loaded, state.loaded_from = True, "milvus"

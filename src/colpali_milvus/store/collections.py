@@ -1,7 +1,8 @@
-"""Create, open and check the three collections of a store; what they record about themselves.
+"""Create, open and check the collections of a store; what they record about themselves.
 
-A collection records its schema version, dim and model as properties of the pages collection, and
-a store refuses to open one that disagrees. On a server, every write also records a new
+A collection records its schema version, layout (see :mod:`.schema`), dim and model as properties
+of the pages collection, and a store refuses to open one that disagrees. A new store is packed on
+Milvus Lite and flattened on a server. On a server, every write also records a new
 *generation* token there, so a process holding a copy of the pages can tell cheaply that another
 process changed them.
 """
@@ -10,12 +11,17 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from colpali_milvus.errors import IndexMismatchError, StoreError
 from colpali_milvus.store.connection import MilvusConnection
 from colpali_milvus.store.schema import (
+    FLATTENED,
+    PACKED,
+    PACKED_FIELDS_SPEC,
     PAGE_FIELDS_SPEC,
     SCALAR_INDEX_TYPES,
     SCALAR_INDEXED_FIELDS,
@@ -31,6 +37,7 @@ __all__ = [
     "CollectionNames",
     "OpenedCollection",
     "claim_model",
+    "reading_older_lite_files",
     "claim_pool_factor",
     "new_generation",
     "open_collections",
@@ -45,13 +52,16 @@ _PREFIX = "colpali_milvus."
 
 @dataclass(frozen=True, slots=True)
 class CollectionNames:
-    """The three Milvus collections behind a store named ``name``."""
+    """The Milvus collections behind a store named ``name``, in its layout."""
 
     name: str
+    layout: str = FLATTENED
 
     @property
-    def all(self) -> tuple[str, str, str]:
+    def all(self) -> tuple[str, ...]:
         """Every collection, in the order a page's rows leave them: its commit marker first."""
+        if self.layout == PACKED:
+            return (self.pages, self.packed)
         return (self.pages, self.vectors, self.summaries)
 
     @property
@@ -66,13 +76,37 @@ class CollectionNames:
     def summaries(self) -> str:
         return f"{self.name}_summaries"
 
+    @property
+    def packed(self) -> str:
+        return f"{self.name}_packed"
+
+    def in_layout(self, layout: str) -> CollectionNames:
+        return CollectionNames(self.name, layout)
+
 
 @dataclass(frozen=True, slots=True)
 class OpenedCollection:
+    names: CollectionNames  # in the layout the collection was found or created in
     dim: int
     model_name: str | None
     created: bool
     pool_factor: int | None = None  # recorded by the first embedder that wrote to it (1: no pooling)
+
+
+# The layout of a new Lite collection. Tests switch it to FLATTENED to exercise the server layout (and
+# the files of schema version 3) on Milvus Lite, without a server.
+_NEW_LITE_LAYOUT = PACKED
+_older_lite_allowed: ContextVar[bool] = ContextVar("older_lite_allowed", default=False)
+
+
+@contextmanager
+def reading_older_lite_files() -> Iterator[None]:
+    """Within this block, stores open a Milvus Lite collection of schema version 3 (``copy`` reads them)."""
+    token = _older_lite_allowed.set(True)
+    try:
+        yield
+    finally:
+        _older_lite_allowed.reset(token)
 
 
 def open_collections(
@@ -84,19 +118,25 @@ def open_collections(
     index: IndexConfig,
     create: bool,
 ) -> OpenedCollection:
-    """Open the collections (checking what they record) or create them; loads them either way."""
-    present = [name for name in names.all if connection.has_collection(name)]
-    if names.pages in present:
-        return _check_existing(connection, names, dim, model_name, complete=len(present) == len(names.all))
+    """Open the collections (checking what they record) or create them. On a server all are loaded;
+    on Milvus Lite only the page rows, the rest on first use (see :meth:`MilvusConnection.load`)."""
+    if connection.has_collection(names.pages):
+        return _check_existing(connection, names, dim, model_name)
+    present = [
+        name
+        for name in {*names.in_layout(FLATTENED).all, *names.in_layout(PACKED).all}
+        if connection.has_collection(name)
+    ]
     if present:
         raise IndexMismatchError(
-            f"collection {names.name!r} is incomplete (it has {', '.join(present)} but no {names.pages!r})"
+            f"collection {names.name!r} is incomplete (it has {', '.join(sorted(present))} but no {names.pages!r})"
         )
     if not create:
         raise StoreError(f"there is no collection {names.name!r} at {connection.display_uri}")
     dim = dim or DEFAULT_DIM
+    names = names.in_layout(_NEW_LITE_LAYOUT if connection.is_lite else FLATTENED)
     _create(connection, names, dim, model_name, index)
-    return OpenedCollection(dim, model_name, created=True)
+    return OpenedCollection(names, dim, model_name, created=True)
 
 
 def claim_model(connection: MilvusConnection, names: CollectionNames, recorded: str | None, model_name: str) -> None:
@@ -139,29 +179,54 @@ def _create(
 ) -> None:
     # Every index is built before the first load: a Milvus 2.3 server accepts a new index on a
     # loaded collection, then refuses to load that collection again ("can't change the index").
-    connection.create_collection(names.vectors, VECTOR_FIELDS_SPEC, dim, auto_id=True)
-    connection.create_collection(names.summaries, SUMMARY_FIELDS_SPEC, dim, auto_id=True)
+    vector_indexes: tuple[tuple[str, str, str, str, dict[str, object]], ...]
+    scalar_indexed: tuple[tuple[str, str], ...]
+    if names.layout == PACKED:
+        connection.create_collection(names.packed, PACKED_FIELDS_SPEC, dim, auto_id=True)
+        vector_indexes = ((names.packed, "anchor", "FLAT", "IP", {}),)
+        scalar_indexed = (("packed", names.packed), ("pages", names.pages))
+    else:
+        connection.create_collection(names.vectors, VECTOR_FIELDS_SPEC, dim, auto_id=True)
+        connection.create_collection(names.summaries, SUMMARY_FIELDS_SPEC, dim, auto_id=True)
+        vector_indexes = (
+            (names.vectors, "vector", index.index_type, index.metric_type, dict(index.build_params)),
+            (names.summaries, "centroid", index.index_type, index.metric_type, dict(index.build_params)),
+        )
+        scalar_indexed = (("vectors", names.vectors), ("pages", names.pages), ("summaries", names.summaries))
     connection.create_collection(names.pages, PAGE_FIELDS_SPEC, dim, auto_id=False)
     with connection.translate("create the collections"):
         for collection, field_name, kind, metric, params in (
-            (names.vectors, "vector", index.index_type, index.metric_type, index.build_params),
-            (names.summaries, "centroid", index.index_type, index.metric_type, index.build_params),
+            *vector_indexes,
             (names.pages, "pooled", "FLAT", "IP", {}),
         ):
             if not connection.create_index(collection, field_name, kind, metric_type=metric, params=dict(params)):
                 raise StoreError(f"Milvus at {connection.display_uri} refused a {kind} index on {collection}")
     has_inverted = connection.server_version() >= (2, 4)  # older servers know only the per-type indexes
-    for kind_name, collection in (("vectors", names.vectors), ("pages", names.pages), ("summaries", names.summaries)):
+    for kind_name, collection in scalar_indexed:
         for field_name in SCALAR_INDEXED_FIELDS[kind_name]:
             index_types = SCALAR_INDEX_TYPES[field_kind(field_name)]
             _create_scalar_index(connection, collection, field_name, index_types if has_inverted else index_types[1:])
-    connection.load(*names.all)
+    _load(connection, names)
     # Recorded last: a collection with these properties is complete.
-    properties = {f"{_PREFIX}schema_version": str(SCHEMA_VERSION), f"{_PREFIX}dim": str(dim)}
+    properties = {
+        f"{_PREFIX}schema_version": str(SCHEMA_VERSION),
+        f"{_PREFIX}layout": names.layout,
+        f"{_PREFIX}dim": str(dim),
+    }
     if model_name:
         properties[f"{_PREFIX}model"] = model_name
     connection.set_properties(names.pages, properties)
-    logger.info("created collections %s (dim=%d)", ", ".join(names.all), dim)
+    logger.info("created collections %s (%s layout, dim=%d)", ", ".join(names.all), names.layout, dim)
+
+
+def _load(connection: MilvusConnection, names: CollectionNames) -> None:
+    if connection.is_lite:
+        # A serving process whose saved copy verifies reads only the page rows: the rows that hold
+        # vectors (what costs Milvus Lite memory and seconds to open) wait for a write or a rebuild.
+        connection.load(names.pages)
+        connection.load(*names.all[1:], on_first_use=True)
+    else:
+        connection.load(*names.all)
 
 
 def _create_scalar_index(
@@ -176,7 +241,7 @@ def _create_scalar_index(
 
 
 def _check_existing(
-    connection: MilvusConnection, names: CollectionNames, dim: int | None, model_name: str | None, *, complete: bool
+    connection: MilvusConnection, names: CollectionNames, dim: int | None, model_name: str | None
 ) -> OpenedCollection:
     properties = {
         key[len(_PREFIX) :]: value
@@ -184,13 +249,11 @@ def _check_existing(
         if key.startswith(_PREFIX)
     }
     recorded_version = properties.get("schema_version")
-    if recorded_version != str(SCHEMA_VERSION):
-        raise IndexMismatchError(
-            f"collection {names.name!r} has schema version {recorded_version!r}; this "
-            f"colpali-milvus writes version {SCHEMA_VERSION} (re-index into a new collection)"
-        )
-    if not complete:
-        raise IndexMismatchError(f"collection {names.name!r} is incomplete (one of {', '.join(names.all)} is missing)")
+    names = names.in_layout(properties.get("layout") or FLATTENED)
+    _check_version(connection, names, recorded_version)
+    missing = [name for name in names.all if not connection.has_collection(name)]
+    if missing:
+        raise IndexMismatchError(f"collection {names.name!r} is incomplete ({', '.join(missing)} is missing)")
     recorded_dim = int(properties["dim"])
     if dim is not None and dim != recorded_dim:
         raise IndexMismatchError(f"collection {names.name!r} holds {recorded_dim}-d vectors, not {dim}-d")
@@ -198,12 +261,26 @@ def _check_existing(
     if model_name:
         claim_model(connection, names, recorded_model, model_name)
         recorded_model = model_name
-    if connection.is_lite:
-        # A serving process whose saved copy verifies reads only the page rows: the per-vector rows
-        # (what costs Milvus Lite memory and seconds to open) wait for a write or a rebuild.
-        connection.load(names.pages)
-        connection.load(names.vectors, names.summaries, on_first_use=True)
-    else:
-        connection.load(*names.all)
+    _load(connection, names)
     pool_factor = int(properties["pool_factor"]) if properties.get("pool_factor") else None
-    return OpenedCollection(recorded_dim, recorded_model, created=False, pool_factor=pool_factor)
+    return OpenedCollection(names, recorded_dim, recorded_model, created=False, pool_factor=pool_factor)
+
+
+def _check_version(connection: MilvusConnection, names: CollectionNames, recorded: str | None) -> None:
+    """Version 4, or a version 3 collection where its layout is still current (a server; ``copy`` on Lite)."""
+    if recorded == str(SCHEMA_VERSION) and names.layout in (FLATTENED, PACKED):
+        return
+    if recorded == "3" and names.layout == FLATTENED:
+        if not connection.is_lite or _older_lite_allowed.get():
+            return
+        raise IndexMismatchError(
+            f"collection {names.name!r} in the Milvus Lite file {connection.display_uri} has schema version 3 "
+            f"(one row per vector); this colpali-milvus stores Lite pages packed (version {SCHEMA_VERSION}), which "
+            "is ~4x leaner and faster. Move it without re-embedding: "
+            f"`colpali-milvus copy {connection.display_uri} NEW.db --collection {names.name}` "
+            "(or copy_collection() in Python), then use NEW.db; or re-index the documents"
+        )
+    raise IndexMismatchError(
+        f"collection {names.name!r} has schema version {recorded!r}; this "
+        f"colpali-milvus writes version {SCHEMA_VERSION} (re-index into a new collection)"
+    )

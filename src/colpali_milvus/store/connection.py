@@ -143,18 +143,25 @@ class MilvusConnection:
         )
 
     def iter_rows(
-        self, collection: str, where: str, fields: Sequence[str], *, primary: str, consistency: str | None = None
+        self,
+        collection: str,
+        where: str,
+        fields: Sequence[str],
+        *,
+        primary: str,
+        consistency: str | None = None,
+        window: int = QUERY_WINDOW,
     ) -> Iterator[list[dict[str, Any]]]:
-        """Matching rows in batches of at most one query window, in primary key order."""
+        """Matching rows in batches of at most ``window`` rows (wide rows want fewer), in primary key order."""
 
-        def fetch(window: str) -> tuple[list[dict[str, Any]], None]:
+        def fetch(where_in_window: str) -> tuple[list[dict[str, Any]], None]:
             fields_read = list({primary, *fields})
             batch = self.query(
-                collection, window, fields_read, QUERY_WINDOW, consistency=consistency, smallest_keys=True
+                collection, where_in_window, fields_read, window, consistency=consistency, smallest_keys=True
             )
             return sorted(batch, key=lambda row: row[primary]), None
 
-        for batch, _ in _by_primary_key(where, primary, fetch):
+        for batch, _ in _by_primary_key(where, primary, fetch, window):
             yield batch
 
     def iter_vector_rows(
@@ -434,7 +441,7 @@ _SMALLEST_KEYS = {"iterator": "True", "reduce_stop_for_best": "True"}
 
 
 def _by_primary_key(
-    where: str, primary: str, fetch: Callable[[str], tuple[list[dict[str, Any]], T]]
+    where: str, primary: str, fetch: Callable[[str], tuple[list[dict[str, Any]], T]], window: int = QUERY_WINDOW
 ) -> Iterator[tuple[list[dict[str, Any]], T]]:
     """Page through ``where`` one query window at a time: each window starts past the last key read.
 
@@ -447,7 +454,7 @@ def _by_primary_key(
         if not rows:
             return
         yield rows, extra
-        if len(rows) < QUERY_WINDOW:
+        if len(rows) < window:
             return
         last = max(row[primary] for row in rows)
 

@@ -38,6 +38,7 @@ from colpali_milvus.store.collections import (
 )
 from colpali_milvus.store.connection import MilvusConnection, redact_uri
 from colpali_milvus.store.filters import Filter, compile_filter, join_clauses
+from colpali_milvus.store.packed import insert_packed
 from colpali_milvus.store.rows import (
     as_vectors,
     build_records,
@@ -47,7 +48,8 @@ from colpali_milvus.store.rows import (
     summary_rows,
     vector_rows,
 )
-from colpali_milvus.store.schema import SCHEMA_VERSION, IndexConfig
+from colpali_milvus.store.scan_path import PackedScanPath
+from colpali_milvus.store.schema import PACKED, SCHEMA_VERSION, IndexConfig
 from colpali_milvus.store.search_path import SearchPath
 from colpali_milvus.store.server_path import ServerPath
 from colpali_milvus.types import PageHit, StoredPage
@@ -69,23 +71,29 @@ class StoreInfo:
     dim: int
     schema_version: int
     pages: int
-    vectors: int  # vector rows, as Milvus counts them
-    index_type: str
+    vectors: int  # vectors stored (flattened layout: rows, as Milvus counts them; packed: the pages' counts)
+    index_type: str  # of the per-vector ANN index (flattened layout); "" for the packed layout, which has none
     indexed_vectors: int | None = None  # rows the ANN index covers (a server builds it asynchronously)
     pending_index_vectors: int | None = None
-    search_path: str = ""  # "cached" or "server"
+    search_path: str = ""  # "cached", "server" (flattened, cache=False) or "scan" (packed, cache=False)
     pool_factor: int | None = None  # token pooling of the stored pages (1: none; None: not recorded)
+    layout: str = ""  # "packed" (Milvus Lite) or "flattened" (servers), see store/schema.py
 
 
 class MilvusMultiVectorStore:
-    """Page multi-vectors, flattened into Milvus: one row per page vector.
+    """Page multi-vectors in Milvus: one row per page vector on a server, a few packed rows per page on Lite.
+
+    The two layouts (see :mod:`colpali_milvus.store.schema`) answer every call the same way. On a
+    server the vectors are flattened, the Milvus ColPali tutorial's layout, whose per-vector ANN is
+    the first stage when nothing is held; Milvus Lite holds every row in this process, so there a
+    page's vectors are packed into a few rows and searched through the in-process codes.
 
     Args:
         uri: a ``*.db`` path for Milvus Lite (embedded, the default), or ``http://host:19530`` for a
             Milvus server / cluster, or a Zilliz Cloud endpoint. Same code for all.
         token: ``"user:password"`` or an API key for a server or Zilliz Cloud. Never logged.
-        collection_name: prefix of the three collections (``<name>_vectors``, ``<name>_pages``,
-            ``<name>_summaries``).
+        collection_name: prefix of the collections (``<name>_pages`` and, on a server,
+            ``<name>_vectors`` and ``<name>_summaries``; on Milvus Lite ``<name>_packed``).
         dim: vector dimension; ``None`` takes the existing collection's, or 128 for a new one.
         model_name: the embedding model; recorded in a new collection and checked on reopen.
         index: ANN index of the vectors collection (and of the page centroids in the summaries collection).
@@ -100,6 +108,8 @@ class MilvusMultiVectorStore:
             :mod:`colpali_milvus.store.cached_path`). ``None`` (default) turns it on for Milvus Lite,
             which one process owns, and off for a server, where it costs every serving process a
             copy of every vector (on a server the copy is re-checked against Milvus before each read).
+            On Lite the copy holds the int8 codes in memory and the float vectors in a mapped file
+            beside the database; ``cache=False`` there reads and scores every page at every search.
         db_name: the Milvus database (server only).
         timeout: seconds one request may take before it fails.
         retry_timeout: for a server, how long (seconds) to keep retrying a request that failed
@@ -139,7 +149,6 @@ class MilvusMultiVectorStore:
         self._connection = MilvusConnection(
             uri, token=token, db_name=db_name, timeout=timeout, retry_timeout=retry_timeout
         )
-        self._connection.reload_on_recovery(*self._names.all)
         # Milvus Lite is one process per file: this process is its only writer.
         exclusive = self._connection.is_lite
         use_cache = exclusive if cache is None else cache
@@ -151,6 +160,8 @@ class MilvusMultiVectorStore:
                 self._connection, self._names, dim=dim, model_name=model_name, index=self.index, create=create
             )
             self._dim, self._model_name, self._pool_factor = opened.dim, opened.model_name, opened.pool_factor
+            self._names = opened.names  # in the collection's layout
+            self._connection.reload_on_recovery(*self._names.all)
             self._shared = shared.attach((*self._connection.identity, collection_name))
             cache_file = lite.cache_file(self._connection.uri, collection_name) if exclusive else None
             self._copy = SharedCopy(self._shared, cache_file)
@@ -167,6 +178,8 @@ class MilvusMultiVectorStore:
                     rerank_depth=rerank_depth,
                     cache_file=cache_file,
                 )
+            elif self._names.layout == PACKED:
+                self._path = PackedScanPath(self._connection, self._names, dim=self._dim)
             else:
                 self._path = ServerPath(
                     self._connection,
@@ -203,7 +216,13 @@ class MilvusMultiVectorStore:
 
     @property
     def vectors_collection(self) -> str:
-        return self._names.vectors
+        """The collection holding the page vectors: ``<name>_vectors`` (flattened) or ``<name>_packed``."""
+        return self._names.packed if self._names.layout == PACKED else self._names.vectors
+
+    @property
+    def layout(self) -> str:
+        """``"packed"`` (Milvus Lite) or ``"flattened"`` (servers: one row per vector, the tutorial's layout)."""
+        return self._names.layout
 
     @property
     def pages_collection(self) -> str:
@@ -275,8 +294,11 @@ class MilvusMultiVectorStore:
             if stale:
                 self._connection.delete_ids(self._names.all, stale)
                 self._copy.deleted(stale)
-            self._connection.insert(self._names.vectors, vector_rows(records))
-            self._connection.insert(self._names.summaries, summary_rows(records))
+            if self._names.layout == PACKED:
+                insert_packed(self._connection, self._names, records)
+            else:
+                self._connection.insert(self._names.vectors, vector_rows(records))
+                self._connection.insert(self._names.summaries, summary_rows(records))
             # Page rows last: they are the commit markers that make pages visible to search.
             # Upserted, not inserted: a Milvus server keeps both rows of a duplicated primary key
             # and answers queries and searches from different ones.
@@ -383,7 +405,8 @@ class MilvusMultiVectorStore:
         return self._connection.count(self._names.pages, compile_filter(filter))
 
     def info(self) -> StoreInfo:
-        index = self._connection.describe_index(self._names.vectors, "vector")
+        packed = self._names.layout == PACKED
+        index = {} if packed else self._connection.describe_index(self._names.vectors, "vector")
         return StoreInfo(
             collection_name=self.collection_name,
             backend="milvus-lite" if self.is_lite else "milvus",
@@ -391,12 +414,13 @@ class MilvusMultiVectorStore:
             dim=self._dim,
             schema_version=SCHEMA_VERSION,
             pages=self._connection.count(self._names.pages),
-            vectors=self._connection.count(self._names.vectors),
-            index_type=str(index.get("index_type") or self.index.index_type),
+            vectors=self._count_vectors(),
+            index_type="" if packed else str(index.get("index_type") or self.index.index_type),
             indexed_vectors=_optional_int(index.get("indexed_rows")),
             pending_index_vectors=_optional_int(index.get("pending_index_rows")),
             search_path=self._path.name,
             pool_factor=self._pool_factor,
+            layout=self._names.layout,
         )
 
     def flush(self) -> None:
@@ -404,7 +428,7 @@ class MilvusMultiVectorStore:
 
         Never needed for correctness: unsealed rows are searched by brute force until indexed.
         """
-        for name in (self._names.vectors, self._names.pages):
+        for name in self._names.all:
             self._connection.flush(name)
 
     def wait_for_index(self, timeout: float = 600.0, poll: float = 1.0) -> StoreInfo:
@@ -440,6 +464,13 @@ class MilvusMultiVectorStore:
         self.close()
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _count_vectors(self) -> int:
+        """Vectors stored, as Milvus holds them: rows of the flattened layout, the packed rows' counts."""
+        if self._names.layout != PACKED:
+            return self._connection.count(self._names.vectors)
+        first_parts = self._connection.query_all(self._names.packed, "part == 0", ["n_vectors"], primary="pk")
+        return sum(int(row["n_vectors"]) for row in first_parts)
 
     def _write_lock(self) -> Any:
         assert self._shared is not None

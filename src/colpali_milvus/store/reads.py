@@ -1,4 +1,4 @@
-"""Reading committed pages back from Milvus, whole or not at all.
+"""Reading committed pages back from Milvus, whole or not at all, in either layout (see :mod:`.schema`).
 
 A page is returned only with every vector its page row counts, in order, hashing to the digest its
 page row records: a page with a missing, duplicated-and-different or replaced vector row is skipped
@@ -17,10 +17,11 @@ import numpy.typing as npt
 
 from colpali_milvus.search import codes
 from colpali_milvus.store import connection as conn
+from colpali_milvus.store import packed
 from colpali_milvus.store.collections import CollectionNames
 from colpali_milvus.store.connection import MilvusConnection, batches, in_ids
 from colpali_milvus.store.rows import vector_digest
-from colpali_milvus.store.schema import CODE_ROW_FIELDS, PAGE_ROW_FIELDS, VECTOR_ROW_FIELDS
+from colpali_milvus.store.schema import CODE_ROW_FIELDS, PACKED, PAGE_ROW_FIELDS, VECTOR_ROW_FIELDS
 
 _VECTOR_ROW_SCALARS = [name for name in VECTOR_ROW_FIELDS if name != "vector"]
 _CODE_PAGES_PER_REQUEST = 12  # ~2 MB of ColPali codes per response
@@ -81,6 +82,8 @@ def page_vectors(
     ``parallel``: split the pages into at least that many groups and read up to
     :data:`PARALLEL_READS` of them at once (a search reading a few pages waits less).
     """
+    if names.layout == PACKED:
+        return packed.packed_vectors(connection, names, rows, dim)
     buffers = _buffers(rows, dim)
     filled: dict[str, set[int]] = {page_id: set() for page_id in rows}
 
@@ -157,6 +160,13 @@ def scan_vectors(
     One pass over the vectors collection in primary-key order: far cheaper than filtered reads when
     most pages are wanted (Milvus Lite evaluates every ``page_id in [...]`` by scanning).
     """
+    if names.layout == PACKED:
+        pages: dict[str, FloatArray] = {}
+        strangers: set[str] = set()
+        for found, ids_without_page in packed.scan_packed(connection, names, rows, dim):
+            pages.update(found)
+            strangers |= ids_without_page
+        return pages, strangers
     buffers = _buffers(rows, dim)
     filled: dict[str, set[int]] = {page_id: set() for page_id in rows}
     orphans: set[str] = set()

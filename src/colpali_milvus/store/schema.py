@@ -1,5 +1,8 @@
-"""The three collections behind one store, described as data: every column list derives from here.
+"""The collections behind one store, described as data: every column list derives from here.
 
+A store has one of two layouts, recorded in its pages collection.
+
+**Flattened** (Milvus servers, the Milvus ColPali tutorial's layout): three collections.
 ``<name>_vectors`` holds one row per page vector (the flattened multi-vector of the Milvus ColPali
 tutorial): page id, position and vector, nothing else. ``<name>_pages`` holds one row per page: its
 metadata, text, vector count, content digest and a pooled vector; filters are evaluated there.
@@ -10,6 +13,13 @@ ANN), the first few of which also carry the page's int8 rerank codes
 from. A page row is written only after all of the page's vector and summary rows, so it doubles as
 the page's commit marker: search never returns a page without one, the digest proves which vectors
 it commits, and summaries whose digest differs are not used.
+
+**Packed** (Milvus Lite, since schema version 4): two collections. ``<name>_packed`` holds each
+page's vectors as a few rows of base64 text (:mod:`colpali_milvus.store.packed`), ``<name>_pages``
+the same page rows as above. Milvus Lite is a pure-Python engine that holds every row of a
+collection in the memory of the process that opens it: one row per vector cost ~2-3 MB and ~10 ms
+per page, a handful of text rows per page cost about the vectors' own size. Lite's search path
+(the in-process codes) never uses per-vector rows or summaries, so it writes neither.
 """
 
 from __future__ import annotations
@@ -30,6 +40,10 @@ __all__ = [
     "METADATA_COLUMNS",
     "PAGE_FIELDS",
     "PAGE_FIELDS_SPEC",
+    "PACKED",
+    "FLATTENED",
+    "PACKED_FIELDS_SPEC",
+    "PACKED_ROW_FIELDS",
     "PAGE_ROW_FIELDS",
     "SCALAR_INDEXED_FIELDS",
     "SCALAR_INDEX_TYPES",
@@ -42,7 +56,10 @@ __all__ = [
 
 #: Bumped whenever the collections' layout changes; a store refuses to open another version.
 #: 2: page rows carry a digest of their vectors. 3: the summaries collection (centroids, codes).
-SCHEMA_VERSION = 3
+#: 4: the packed layout on Milvus Lite (a version 3 Lite file is refused, and ``copy`` moves it);
+#: a server's flattened layout is unchanged, so version 3 server collections still open.
+SCHEMA_VERSION = 4
+FLATTENED, PACKED = "flattened", "packed"
 
 MAX_ID_LENGTH = 128
 MAX_SOURCE_LENGTH = 4096
@@ -87,6 +104,18 @@ SUMMARY_FIELDS_SPEC = (
     FieldSpec("centroid", "FLOAT_VECTOR"),  # one of the page's centroids; dim set per store
 )
 
+PACKED_FIELDS_SPEC = (
+    FieldSpec("pk", "INT64", is_primary=True),  # auto id
+    FieldSpec("page_id", "VARCHAR", {"max_length": MAX_ID_LENGTH}),
+    FieldSpec("digest", "VARCHAR", {"max_length": 64}),  # of the float32 vectors the blob holds
+    FieldSpec("part", "INT32"),  # position of this row's text in the page's blob
+    FieldSpec("parts", "INT32"),  # how many rows the blob spans
+    FieldSpec("n_vectors", "INT32"),
+    FieldSpec("encoding", "VARCHAR", {"max_length": 16}),  # how the vectors were written (see packed.py)
+    FieldSpec("blob", "VARCHAR", {"max_length": 65_535}),  # base64
+    FieldSpec("anchor", "FLOAT_VECTOR", {"dim": 2}),  # Milvus wants a vector field in every collection; unused
+)
+
 PAGE_FIELDS_SPEC = (
     FieldSpec("page_id", "VARCHAR", {"max_length": MAX_ID_LENGTH}, is_primary=True, python_type=str),
     *METADATA_COLUMNS,
@@ -107,6 +136,7 @@ FILTER_COLUMN_TYPES: dict[str, type] = {
 PAGE_ROW_FIELDS: tuple[str, ...] = tuple(spec.name for spec in PAGE_FIELDS_SPEC if not spec.kind.endswith("_VECTOR"))
 VECTOR_ROW_FIELDS: tuple[str, ...] = ("page_id", "seq_id", "vector")
 CODE_ROW_FIELDS: tuple[str, ...] = ("page_id", "part", "parts", "digest", "codes")  # a summary row, less its centroid
+PACKED_ROW_FIELDS: tuple[str, ...] = tuple(spec.name for spec in PACKED_FIELDS_SPEC if spec.kind != "FLOAT_VECTOR")
 
 
 # Scalar indexes that make page-id and source filters cheap on large collections. INVERTED is the
@@ -116,6 +146,7 @@ SCALAR_INDEXED_FIELDS = {
     "vectors": ("page_id",),
     "pages": ("doc_id", "source"),
     "summaries": ("page_id",),
+    "packed": ("page_id",),
 }
 SCALAR_INDEX_TYPES = {
     "VARCHAR": ("INVERTED", "Trie"),
@@ -124,7 +155,7 @@ SCALAR_INDEX_TYPES = {
 
 
 def field_kind(name: str) -> str:
-    specs = (*VECTOR_FIELDS_SPEC, *PAGE_FIELDS_SPEC, *SUMMARY_FIELDS_SPEC)
+    specs = (*VECTOR_FIELDS_SPEC, *PAGE_FIELDS_SPEC, *SUMMARY_FIELDS_SPEC, *PACKED_FIELDS_SPEC)
     return next(spec.kind for spec in specs if spec.name == name)
 
 

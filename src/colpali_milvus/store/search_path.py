@@ -16,7 +16,11 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["RankedPages", "SearchPath"]
+from colpali_milvus.store import reads
+from colpali_milvus.store.collections import CollectionNames
+from colpali_milvus.store.connection import MilvusConnection
+
+__all__ = ["RankedPages", "ReadsFromMilvus", "SearchPath"]
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -52,3 +56,24 @@ class SearchPath(Protocol):
     def close(self, *, last_user: bool) -> None:
         """The store closes; ``last_user`` when no other store in this process uses the collection."""
         ...
+
+
+class ReadsFromMilvus:
+    """What the paths that hold nothing share: page rows and vectors read from Milvus at every call."""
+
+    _connection: MilvusConnection
+    _names: CollectionNames
+    _dim: int
+
+    def existing(self, page_ids: Sequence[str]) -> set[str]:
+        return set(reads.page_rows(self._connection, self._names, list(page_ids), fields=("page_id",)))
+
+    def vectors(self, page_ids: Sequence[str]) -> dict[str, FloatArray]:
+        rows = reads.page_rows(self._connection, self._names, list(page_ids))
+        return reads.page_vectors(self._connection, self._names, rows, self._dim)
+
+    def ids_to_clear(self, page_ids: Sequence[str]) -> list[str]:
+        return list(page_ids)  # rows of a replaced page, or orphaned by a crash, may exist for any id
+
+    def close(self, *, last_user: bool) -> None:
+        pass

@@ -21,7 +21,6 @@ Nothing is kept between searches: other processes may write to a server's collec
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import zip_longest
 from typing import Any
@@ -36,7 +35,7 @@ from colpali_milvus.store import reads
 from colpali_milvus.store.collections import CollectionNames
 from colpali_milvus.store.connection import MilvusConnection, in_ids
 from colpali_milvus.store.schema import IndexConfig
-from colpali_milvus.store.search_path import RankedPages
+from colpali_milvus.store.search_path import RankedPages, ReadsFromMilvus
 
 __all__ = ["EXACT_EXTRA", "SERVER_RERANK_DEPTH", "ServerPath"]
 
@@ -55,7 +54,7 @@ _RANK_FIELDS = ("page_id", "n_vectors", "digest")  # what ranking on codes needs
 SEARCH_CONSISTENCY = "Session"
 
 
-class ServerPath:
+class ServerPath(ReadsFromMilvus):
     """ANN candidates, ranked on their codes; the best few read back and scored exactly."""
 
     name = "server"
@@ -117,19 +116,6 @@ class ServerPath:
         exact = maxsim_flat(query, np.concatenate(blocks), page_offsets(blocks))  # (pages,)
         best = np.argsort(-exact, kind="stable")[:k]
         return RankedPages([found[i] for i in best], [float(exact[i]) for i in best], [rows[found[i]] for i in best])
-
-    def existing(self, page_ids: Sequence[str]) -> set[str]:
-        return set(reads.page_rows(self._connection, self._names, list(page_ids)))
-
-    def vectors(self, page_ids: Sequence[str]) -> dict[str, FloatArray]:
-        rows = reads.page_rows(self._connection, self._names, list(page_ids))
-        return reads.page_vectors(self._connection, self._names, rows, self._dim)
-
-    def ids_to_clear(self, page_ids: Sequence[str]) -> list[str]:
-        return list(page_ids)  # rows of a replaced page, or orphaned by a crash, may exist for any id
-
-    def close(self, *, last_user: bool) -> None:
-        pass
 
     def _search_vectors(self, query: FloatArray, where: str) -> list[list[tuple[str, float]]]:
         """One ANN request for all query vectors: per query vector, ``(page_id, similarity)`` hits."""
