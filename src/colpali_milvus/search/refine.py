@@ -26,10 +26,10 @@ a max moves by at most the largest change of its arguments, so::
 
     |MaxSim(Q, P) - refined(P)| <= E2 * sum_i |q_i| + N2 * sum_i |q_i - q^_i| + G * sum_i F_i
 
-It holds for any input, like the scan's: the norms are measured on the codes actually kept (a
-clipped code only makes them larger), in float64, and the float64 steps get the scan's relative
-slack. ``E2`` is ~``E / 254``, ``F_i G`` ~``|q_i - t_i a_i| E``: on unit vectors at dim 128 the bound is
-~0.0014 where the scan's is ~0.23.
+It holds for any input, like the scan's: the norms are measured in float64 on the codes actually
+kept (clipped or not), and the float64 steps get the scan's relative slack. ``E2`` is ~``E / 254``
+and ``F_i G`` ~``|q_i - t_i a_i| E``: on unit vectors at dim 128 the bound is ~0.0014 where the
+scan's is ~0.23.
 
 **Integers.** Each int8 product entry is at most ``127^2 dim`` (exact in the kernel's int32 up to dim
 133,000); the combination at most ``(254 + 2) 127^2 dim``, below ``2^31`` up to dim 520
@@ -37,12 +37,14 @@ slack. ``E2`` is ~``E / 254``, ``F_i G`` ~``|q_i - t_i a_i| E``: on unit vectors
 
 **Order.** Pages are refined best scan bound first, a batch at a time, while their bound reaches the
 ``k``-th largest lower bound known (``score - bound``, refined where refined): ``k`` pages score at
-least that, so a page whose upper bound is below it cannot enter the top ``k``. Every page the
-exact rescoring would have scored before is refined instead, at ~1.5x the scan's cost per page.
+least that, so a page whose upper bound is below it cannot enter the top ``k``. About the pages
+the exact rescoring scored before are refined instead (patches at 1,000 pages: 72 refined, 5 rescored
+where 69 were rescored).
 
-**Cost.** Per page ``3 n_q x dim x n`` int8 multiply-adds against the exact rescoring's ``n_q x dim x
-n`` float32 ones, and the second layer's memory: it doubles the codes held (0.13 -> 0.26 MB per
-1,030 x 128 page).
+**Cost.** Per page ``3 n_q x dim x n`` int8 multiply-adds, against the exact rescoring's ``n_q x dim x
+n`` float32 ones: ~90 us against ~140 us for a 1,030 x 128 page and 20 query vectors on two cores, a
+third of it gathering the page's two layers. Memory: the second layer doubles the codes held (0.13 ->
+0.26 MB per 1,030 x 128 page).
 """
 
 from __future__ import annotations
@@ -66,7 +68,6 @@ from colpali_milvus.search.code_scan import (
 __all__ = ["REFINE_BATCH", "Refined", "refine_pages", "tighten"]
 
 Float64Array = npt.NDArray[np.float64]
-Int64Array = npt.NDArray[np.int64]
 
 REFINE_BATCH = 16  # pages refined per product: the stop is checked between batches
 
