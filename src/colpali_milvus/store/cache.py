@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import mmap
 import os
 import threading
 import zlib
@@ -296,14 +297,24 @@ def _write_codes(
 
 
 def _read_codes(path: Path, size: int, checksum: int) -> npt.NDArray[np.uint8] | None:
-    """``codes.bin`` read whole into memory (the scan needs it there) if its size and CRC-32 are as recorded."""
-    if path.stat().st_size != size:
-        return None
-    buffer = np.empty(size, dtype=np.uint8)
+    """``codes.bin`` mapped (copy-on-write) if its size and CRC-32 are as recorded.
+
+    The checksum reads the file through its descriptor, so only the codes a search touches become
+    this process's memory: the first layer, scanned every time, and the second layer of the few
+    pages refined.
+    """
     with path.open("rb") as file:
-        if file.readinto(buffer.data) != size:
+        if os.fstat(file.fileno()).st_size != size:
             return None
-    return buffer if zlib.crc32(buffer.data) == checksum else None
+        crc = 0
+        while chunk := file.read(1 << 24):
+            crc = zlib.crc32(chunk, crc)
+        if crc != checksum:
+            return None
+        if size == 0:
+            return np.empty(0, dtype=np.uint8)
+        mapped = mmap.mmap(file.fileno(), size, access=mmap.ACCESS_COPY)  # writable views for torch
+    return np.frombuffer(mapped, dtype=np.uint8)
 
 
 def _block_from(fields: Mapping[str, Any], buffer: npt.NDArray[np.uint8]) -> CodeBlock:

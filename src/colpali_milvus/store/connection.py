@@ -150,9 +150,11 @@ class MilvusConnection:
         *,
         primary: str,
         consistency: str | None = None,
-        window: int = QUERY_WINDOW,
+        window: int | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
-        """Matching rows in batches of at most ``window`` rows (wide rows want fewer), in primary key order."""
+        """Matching rows in batches of at most ``window`` rows (default: a query window; wide rows want
+        fewer), in primary key order."""
+        window = window or QUERY_WINDOW
 
         def fetch(where_in_window: str) -> tuple[list[dict[str, Any]], None]:
             fields_read = list({primary, *fields})
@@ -441,7 +443,7 @@ _SMALLEST_KEYS = {"iterator": "True", "reduce_stop_for_best": "True"}
 
 
 def _by_primary_key(
-    where: str, primary: str, fetch: Callable[[str], tuple[list[dict[str, Any]], T]], window: int = QUERY_WINDOW
+    where: str, primary: str, fetch: Callable[[str], tuple[list[dict[str, Any]], T]], window: int | None = None
 ) -> Iterator[tuple[list[dict[str, Any]], T]]:
     """Page through ``where`` one query window at a time: each window starts past the last key read.
 
@@ -454,7 +456,7 @@ def _by_primary_key(
         if not rows:
             return
         yield rows, extra
-        if len(rows) < window:
+        if len(rows) < (window or QUERY_WINDOW):
             return
         last = max(row[primary] for row in rows)
 
