@@ -32,12 +32,31 @@ def loaded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return names
 
 
-def test_a_reopened_store_serves_without_loading_the_vector_rows(lite_uri: str, loaded: list[str]) -> None:
+@pytest.fixture
+def opened_by_lite(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every collection Milvus Lite itself opens (reading all of its rows), whoever asked for it."""
+    from milvus_lite.engine import collection as lite_collection
+
+    names: list[str] = []
+    original = lite_collection.Collection.__init__
+
+    def spy(self: object, name: str, *args: object, **kwargs: object) -> None:
+        names.append(name)
+        original(self, name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(lite_collection.Collection, "__init__", spy)
+    return names
+
+
+def test_a_reopened_store_serves_without_loading_the_vector_rows(
+    lite_uri: str, loaded: list[str], opened_by_lite: list[str]
+) -> None:
     rng = np.random.default_rng(3)
     pages = [unit_vectors(rng, 6 + i, DIM) for i in range(8)]
     with MilvusMultiVectorStore(lite_uri, collection_name="c", dim=DIM) as store:
         store.add(pages, ids=[f"p{i}" for i in range(8)], metadatas=[{"source": f"s{i % 2}"} for i in range(8)])
     loaded.clear()
+    opened_by_lite.clear()
 
     with MilvusMultiVectorStore(lite_uri, collection_name="c") as store:
         assert store.search(pages[5][:2], k=1)[0].page_id == "p5"
@@ -46,6 +65,7 @@ def test_a_reopened_store_serves_without_loading_the_vector_rows(lite_uri: str, 
         assert store.get_pages(["p1"])["p1"].source == "s1"
         assert store.search_path.loaded_from == "file"  # type: ignore[attr-defined]
         assert loaded == ["c_pages"]
+        assert opened_by_lite == ["c_pages"]  # not even a listing or a description opened the others
 
         store.add([pages[0]], ids=["new"])  # a write opens the rest, then works as before
         assert set(loaded) == {"c_pages", "c_packed"}

@@ -278,6 +278,10 @@ class MilvusConnection:
     # -- collections --------------------------------------------------------------------------
 
     def has_collection(self, name: str) -> bool:
+        if self.is_lite and not self.db_name:
+            on_disk = lite.collection_on_disk(self.uri, name)  # asking Lite would open every collection
+            if on_disk is not None:
+                return on_disk
         return bool(self.call("look up the collection", lambda: self._client.has_collection(name)))
 
     def create_collection(self, name: str, fields: Sequence[FieldSpec], dim: int, *, auto_id: bool) -> None:

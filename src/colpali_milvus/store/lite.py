@@ -25,6 +25,7 @@ __all__ = [
     "LiteFile",
     "RemoteServer",
     "cache_file",
+    "collection_on_disk",
     "endpoint",
     "hold_lite_database",
     "is_lite_uri",
@@ -151,6 +152,24 @@ def cache_file(uri: str, collection_name: str) -> Path | None:
     runs; a server's collection may change under any saved copy.
     """
     return Path(f"{uri}.cache") / collection_name if is_lite_uri(uri) else None
+
+
+def collection_on_disk(uri: str, name: str) -> bool | None:
+    """Whether the Milvus Lite database ``uri`` holds collection ``name``, read from its folder.
+
+    Asking Milvus Lite instead (``has_collection``, ``list_collections``) makes it open every
+    collection it names, reading all of its rows into this process: seconds and gigabytes for the
+    vectors a serving process never needs. ``None`` when the folder is not laid out as Milvus Lite 3
+    lays it out (``<db>/collections/<name>/schema.json``): the caller asks Milvus Lite then.
+    """
+    try:
+        from milvus_lite.db import COLLECTIONS_DIRNAME, SCHEMA_FILENAME
+    except ImportError:  # pragma: no cover - another Milvus Lite: ask it
+        return None
+    root = Path(uri) / str(COLLECTIONS_DIRNAME)
+    if not root.is_dir():
+        return None
+    return (root / name / str(SCHEMA_FILENAME)).is_file()
 
 
 # Milvus Lite runs one in-process server per database and keeps its file lock until that server
