@@ -4,7 +4,8 @@
     python bench/lite_scale.py needle 4000 --queries 20
 
 Pages are a corpus family of ``bench/families.py`` cut to lengths drawn uniformly in 730-1,030
-vectors (ColQwen2-like mixed lengths; ``--fixed`` keeps 1,030). The parent writes them to a flat
+vectors (ColQwen2-like mixed lengths; ``--fixed`` keeps 1,030; ``--bf16`` rounds them to bfloat16, as
+the models emit). The parent writes them to a flat
 file and computes numpy exhaustive MaxSim (the reference, timed in the same run), then runs:
 
 1. **ingest**: a fresh process opens a new store, adds the pages in batches of ``--batch`` read from
@@ -122,6 +123,8 @@ def prepare(args: argparse.Namespace, work: Path) -> tuple[list[list[str]], floa
     pages = corpus.pages
     if not args.fixed and args.family != "real":
         pages = [page[: int(rng.integers(LENGTHS[0], LENGTHS[1] + 1))] for page in pages]
+    if args.bf16:  # what a bfloat16 model emits, widened to float32 (the store then packs 2 bytes a value)
+        pages = [(page.view(np.uint32) & 0xFFFF0000).view(np.float32) for page in pages]
     lengths = np.array([page.shape[0] for page in pages], dtype=np.int64)
     np.save(work / "lengths.npy", lengths)
     np.save(work / "dim.npy", np.array(pages[0].shape[1]))
@@ -148,6 +151,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=32, help="pages per add() call")
     parser.add_argument("--fixed", action="store_true", help="keep every page at 1,030 vectors")
+    parser.add_argument("--bf16", action="store_true", help="round the pages to bfloat16, as ColPali models emit")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -176,7 +180,7 @@ def main() -> None:
     recall10 = np.mean([len(set(r[:10]) & set(e[:10])) / 10 for r, e in zip(ranked, reference, strict=True)])
     top1 = np.mean([bool(r) and r[0] == e[0] for r, e in zip(ranked, reference, strict=True)])
     record = {
-        "family": args.family,
+        "family": args.family + ("-bf16" if args.bf16 else ""),
         "pages": args.pages,
         "mean_vectors_per_page": round(mean_length, 1),
         "queries": args.queries,

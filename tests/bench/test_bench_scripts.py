@@ -118,3 +118,13 @@ def test_index_terms_are_cleaned_of_leaders_and_page_numbers() -> None:
     assert ndcg_at([3, 1, 2], [3]) == 1.0
     assert ndcg_at([1, 3], [3]) == pytest.approx(1 / np.log2(3))
     assert ndcg_at([1, 2, 4, 5, 6, 3], [3]) == 0.0  # beyond rank 5
+
+
+def test_the_lite_scale_benchmark_runs_and_reports_exact_answers(tmp_path: Path) -> None:
+    out = tmp_path / "lite_scale.jsonl"
+    command = [sys.executable, str(BENCH / "lite_scale.py"), "needle", "12", "--queries", "3", "--json", str(out)]
+    subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)
+    record = json.loads(out.read_text().splitlines()[-1])
+    assert (record["family"], record["pages"], record["loaded_from"]) == ("needle", 12, "file")
+    assert record["recall_at_10"] == record["top1_equals_exhaustive"] == 1.0
+    assert record["ingest_peak_rss_mb"] > 0 and record["serve_peak_rss_mb"] > 0
