@@ -134,6 +134,7 @@ class CachedPath:
         state = self._state
         with self._shared.write_lock, state.lock:
             state.cache.discard_saved()
+            state.cache.close()
             state.cache = PageVectorCache(state.cache.dim, self._cache_file)
             state.loaded, state.saved_version = False, -1
 
@@ -162,12 +163,15 @@ class CachedPath:
             state.loaded, state.loaded_from = True, "file"
             logger.info("loaded %d pages into the vector cache from %s", len(state.cache), self._cache_file)
             return
-        vectors, orphans = reads.scan_vectors(self._connection, self._names, rows, state.cache.dim)
-        if orphans:  # vector rows whose page was never committed (a crash): nobody else can be writing them
+        orphans: set[str] = set()
+        # A window of pages at a time: on Lite their floats go to the copy's file as they come.
+        for vectors, without_page in reads.iter_scanned_vectors(self._connection, self._names, rows, state.cache.dim):
+            orphans |= without_page
+            for page_id, page_vectors in vectors.items():
+                state.cache.put(page_id, page_vectors, rows[page_id])
+        if orphans:  # rows of pages never committed (a crash): nobody else can be writing them
             logger.info("removing the vector rows of %d uncommitted pages", len(orphans))
             self._connection.delete_ids(self._names.all[1:], sorted(orphans))
-        for page_id, page_vectors in vectors.items():
-            state.cache.put(page_id, page_vectors, rows[page_id])
         state.loaded, state.loaded_from = True, "milvus"
         lite.release_decoding_buffers()
         logger.info("loaded %d pages (%.0f MiB) into the vector cache", len(state.cache), state.cache.nbytes / 2**20)

@@ -27,7 +27,16 @@ _VECTOR_ROW_SCALARS = [name for name in VECTOR_ROW_FIELDS if name != "vector"]
 _CODE_PAGES_PER_REQUEST = 12  # ~2 MB of ColPali codes per response
 PARALLEL_READS = 3  # requests in flight at once: the server works on one while the client decodes another
 
-__all__ = ["PARALLEL_READS", "PageRows", "iter_page_codes", "page_ids", "page_rows", "page_vectors", "scan_vectors"]
+__all__ = [
+    "PARALLEL_READS",
+    "PageRows",
+    "iter_page_codes",
+    "iter_scanned_vectors",
+    "page_ids",
+    "page_rows",
+    "page_vectors",
+    "scan_vectors",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -160,13 +169,28 @@ def scan_vectors(
     One pass over the vectors collection in primary-key order: far cheaper than filtered reads when
     most pages are wanted (Milvus Lite evaluates every ``page_id in [...]`` by scanning).
     """
+    pages: dict[str, FloatArray] = {}
+    strangers: set[str] = set()
+    for found, ids_without_page in iter_scanned_vectors(connection, names, rows, dim):
+        pages.update(found)
+        strangers |= ids_without_page
+    return pages, strangers
+
+
+def iter_scanned_vectors(
+    connection: MilvusConnection, names: CollectionNames, rows: Mapping[str, Mapping[str, Any]], dim: int
+) -> Iterator[tuple[dict[str, FloatArray], set[str]]]:
+    """:func:`scan_vectors` a window at a time where the layout allows (packed: whole pages per window),
+    so that a caller need not hold every page at once; the flattened layout comes as one window."""
     if names.layout == PACKED:
-        pages: dict[str, FloatArray] = {}
-        strangers: set[str] = set()
-        for found, ids_without_page in packed.scan_packed(connection, names, rows, dim):
-            pages.update(found)
-            strangers |= ids_without_page
-        return pages, strangers
+        yield from packed.scan_packed(connection, names, rows, dim)
+    else:
+        yield _scan_flattened(connection, names, rows, dim)
+
+
+def _scan_flattened(
+    connection: MilvusConnection, names: CollectionNames, rows: Mapping[str, Mapping[str, Any]], dim: int
+) -> tuple[dict[str, FloatArray], set[str]]:
     buffers = _buffers(rows, dim)
     filled: dict[str, set[int]] = {page_id: set() for page_id in rows}
     orphans: set[str] = set()
