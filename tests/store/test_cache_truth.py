@@ -101,6 +101,11 @@ def damage_counts(folder: Path) -> None:
     edit_index(folder, lambda index: index["pages"][0].__setitem__(3, index["pages"][0][3] - 1))
 
 
+def damage_block_width(folder: Path) -> None:
+    """A block that claims narrower pages than it holds: a scan would read one page's codes as the next's."""
+    edit_index(folder, lambda index: index["blocks"][0]["fields"]["width"].update(value=1))
+
+
 def damage_codes_byte(folder: Path) -> None:
     codes = bytearray((folder / "codes.bin").read_bytes())
     codes[len(codes) // 2] ^= 0xFF
@@ -136,6 +141,7 @@ def damage_floats_swapped(folder: Path) -> None:
         damage_version,
         damage_digest,
         damage_counts,
+        damage_block_width,
         damage_codes_byte,
         damage_codes_truncated,
         damage_floats_truncated,

@@ -144,3 +144,40 @@ SavedCopyMachine.TestCase.settings = settings(
     max_examples=40, stateful_step_count=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 test_saved_copy_machine = SavedCopyMachine.TestCase
+
+
+def test_a_new_float_file_never_changes_arrays_handed_out_from_the_old_one(tmp_path: Path) -> None:
+    path = tmp_path / "floats.bin"
+    old = FloatFile(path, DIM)
+    old.put("a", page(1, 50))
+    handed_out = old.get("a")
+    old.close()
+    new = FloatFile(path, DIM)  # a rebuild starts the file again
+    new.put("b", page(2, 3))
+    np.testing.assert_array_equal(handed_out, page(1, 50))  # the old inode, not the emptied one
+    with pytest.raises(DamagedCopyError, match="closed"):
+        old.get("a")  # a closed file is an error, never an anonymous map of zeros
+    new.close()
+
+
+def test_a_float_file_that_cannot_grow_leaves_the_copy_in_memory_and_unsaved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = PageVectorCache(DIM, tmp_path / "copy")
+    pages = {f"p{i}": page(i, 5 + i) for i in range(4)}
+    for page_id in ("p0", "p1"):
+        cache.put(page_id, pages[page_id], row_of(pages[page_id]))
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(FloatFile, "put", full_disk)
+    for page_id in ("p2", "p3"):
+        cache.put(page_id, pages[page_id], row_of(pages[page_id]))
+    assert cache.folder is None
+    for page_id, vectors in cache.vectors_of(list(pages)).items():
+        np.testing.assert_array_equal(vectors, pages[page_id])
+    ids, _, _ = cache.top_k(pages["p3"][:2], 1)
+    assert ids == ["p3"]
+    cache.save()  # nothing to save to: not an error
+    assert not (tmp_path / "copy" / "index.json").exists()

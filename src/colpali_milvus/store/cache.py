@@ -94,7 +94,11 @@ class PageVectorCache:
         with self._lock:
             floats = self._float_store()
             if isinstance(floats, FloatFile):
-                floats.put(page_id, vectors, str(row["digest"]) if row.get("digest") else None)
+                try:
+                    floats.put(page_id, vectors, str(row["digest"]) if row.get("digest") else None)
+                except OSError as error:  # a full disk: the copy goes on in memory, unsaved
+                    self._spill_to_memory(floats, error)
+                    self._floats.put(page_id, vectors)
             else:
                 floats.put(page_id, vectors)
             self._rows[page_id] = row
@@ -156,8 +160,22 @@ class PageVectorCache:
         """Where a new page's vectors go: the copy's float file if it has a folder (opened empty at first use)."""
         if self.folder is not None and not isinstance(self._floats, FloatFile):
             self.discard_saved()  # the file is rewritten from the start: no saved index may point into it
-            self._floats = FloatFile(self.folder / FLOATS_FILE, self.dim)
+            try:
+                self._floats = FloatFile(self.folder / FLOATS_FILE, self.dim)
+            except OSError as error:  # e.g. a read-only folder: the copy lives in memory, unsaved
+                logger.warning("keeping the vector cache in memory: cannot write %s (%s)", self.folder, error)
+                self.folder = None
         return self._floats
+
+    def _spill_to_memory(self, floats: FloatFile, error: OSError) -> None:
+        """The float file cannot grow: hold every page's vectors in memory instead; nothing is saved."""
+        logger.warning("keeping the vector cache in memory from now on: cannot write %s (%s)", floats.path, error)
+        held = HeldFloats()
+        for page_id in self._rows:
+            held.put(page_id, np.array(floats.get(page_id)))  # copied out of the map
+        floats.close()
+        self.discard_saved()
+        self._floats, self.folder = held, None
 
     def close(self) -> None:
         """Let go of the float file's descriptor (arrays already handed out keep their map)."""
@@ -176,7 +194,9 @@ class PageVectorCache:
         """Commit the copy to its folder: floats synced, codes written, then ``index.json`` renamed into place."""
         folder = self.folder
         if folder is None:
-            raise ValueError("this copy has no folder to be saved in")
+            return  # a copy kept in memory (no folder, or one that could not be written) is not saved
+        for temporary in folder.glob(".*.tmp"):  # left by a process killed while saving (one per database)
+            _remove_quietly(temporary)
         with self._lock:
             floats = self._float_store()
             assert isinstance(floats, FloatFile)
@@ -249,7 +269,7 @@ class PageVectorCache:
             lengths.keys() != extents.keys()
             or sum(len(block.keys) for block in blocks) != len(extents)
             or any(lengths[page_id] != extent.rows for page_id, extent in extents.items())
-            or any(block.codes.shape[0] != self.dim for block in blocks)
+            or not all(_well_formed(block, self.dim) for block in blocks)
         ):
             return None
         codes = CodeScan.restore(self.dim, blocks, [bool(layout["part_full"]) for layout in index["blocks"]])
@@ -315,6 +335,18 @@ def _read_codes(path: Path, size: int, checksum: int) -> npt.NDArray[np.uint8] |
             return np.empty(0, dtype=np.uint8)
         mapped = mmap.mmap(file.fileno(), size, access=mmap.ACCESS_COPY)  # writable views for torch
     return np.frombuffer(mapped, dtype=np.uint8)
+
+
+def _well_formed(block: CodeBlock, dim: int) -> bool:
+    """Every array of the block has the shape its page count, width and dim give (so no scan reads past a page)."""
+    pages = len(block.keys)
+    if pages == 0 or block.width < int(block.lengths.max()) or int(block.lengths.min()) <= 0:
+        return False
+    for field in dataclasses.fields(block):
+        value = getattr(block, field.name)
+        if isinstance(value, np.ndarray) and value.shape not in ((pages,), (dim, pages * block.width)):
+            return False
+    return block.codes.shape == (dim, pages * block.width)
 
 
 def _block_from(fields: Mapping[str, Any], buffer: npt.NDArray[np.uint8]) -> CodeBlock:

@@ -88,10 +88,11 @@ class CachedPath:
 
     def ranked(self, query: FloatArray, k: int, where: str) -> RankedPages:
         allowed = set(reads.page_ids(self._connection, self._names, where)) if where else None
+        cache = self._current()
         try:
-            page_ids, scores, rows = self._current().top_k(query, k, allowed, min_rescored=self._rerank_depth or 0)
+            page_ids, scores, rows = cache.top_k(query, k, allowed, min_rescored=self._rerank_depth or 0)
         except DamagedCopyError as error:
-            self._rebuild(error)
+            self._rebuild(cache, error)
             page_ids, scores, rows = self._current().top_k(query, k, allowed, min_rescored=self._rerank_depth or 0)
         return RankedPages(page_ids, scores, rows)
 
@@ -100,13 +101,18 @@ class CachedPath:
         return {page_id for page_id in page_ids if page_id in cache}
 
     def vectors(self, page_ids: Sequence[str]) -> dict[str, FloatArray]:
+        cache = self._current()
         try:
-            return self._current().vectors_of(page_ids)
+            return cache.vectors_of(page_ids)
         except DamagedCopyError as error:
-            self._rebuild(error)
+            self._rebuild(cache, error)
             return self._current().vectors_of(page_ids)
 
     # -- writes (called under the collection's write lock) ----------------------------------
+
+    def before_write(self) -> None:
+        if self._exclusive:
+            self._current()  # from the saved copy while it still counts: the write withdraws it
 
     def ids_to_clear(self, page_ids: Sequence[str]) -> list[str]:
         if not self._exclusive:
@@ -128,11 +134,13 @@ class CachedPath:
                 logger.warning("could not save the vector cache to %s", self._cache_file, exc_info=True)
         state.cache.close()  # the copy goes with its last user (vectors handed out stay readable)
 
-    def _rebuild(self, error: DamagedCopyError) -> None:
+    def _rebuild(self, failed: PageVectorCache, error: DamagedCopyError) -> None:
         """A saved page failed its digest: drop the copy and fill it again from Milvus (the truth)."""
-        logger.warning("rebuilding the vector cache from Milvus: %s", error)
         state = self._state
         with self._shared.write_lock, state.lock:
+            if state.cache is not failed:
+                return  # another thread rebuilt it already
+            logger.warning("rebuilding the vector cache from Milvus: %s", error)
             state.cache.discard_saved()
             state.cache.close()
             state.cache = PageVectorCache(state.cache.dim, self._cache_file)

@@ -91,14 +91,15 @@ class FloatFile:
         self.path = path
         self.dim = dim
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         if extents is None:
-            os.ftruncate(self._descriptor, 0)
+            # A new inode, not the old file emptied: arrays handed out from it keep their bytes.
+            path.unlink(missing_ok=True)
             size = 0
-        elif os.fstat(self._descriptor).st_size < size:
-            os.close(self._descriptor)
-            raise ValueError(f"{path} is shorter than the {size} bytes its index records")
-        else:
+        self._descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        if extents is not None:
+            if os.fstat(self._descriptor).st_size < size:
+                os.close(self._descriptor)
+                raise ValueError(f"{path} is shorter than the {size} bytes its index records")
             os.ftruncate(self._descriptor, size)  # bytes past the recorded end belong to no page
         self._extents: dict[str, FloatExtent] = dict(extents or {})
         self._trusted: set[str] = set()  # pages whose bytes this process wrote or checked
@@ -192,6 +193,8 @@ class FloatFile:
 
     def _mapped(self, end: int) -> mmap.mmap:
         """A map of the file covering ``[0, end)``; a new one once the file has grown past the old map."""
+        if self._descriptor < 0:
+            raise DamagedCopyError(f"{self.path} was closed")  # never an anonymous map of zeros
         current = self._map
         if current is not None and len(current) >= end:
             return current

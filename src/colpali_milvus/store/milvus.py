@@ -154,6 +154,7 @@ class MilvusMultiVectorStore:
         use_cache = exclusive if cache is None else cache
         self.index = index or (IndexConfig.flat() if use_cache else IndexConfig())
         self._closed = False
+        self._unfinished: set[str] = set()  # ids of an add that failed before its commit markers
         self._shared: shared.SharedCollection | None = None
         try:  # a store that fails to open must not keep the Lite file locked
             opened = open_collections(
@@ -287,13 +288,16 @@ class MilvusMultiVectorStore:
         if not records:
             return []
         with self._write_lock():
+            self._path.before_write()
             self._copy.before_write()
             # Clear every row of these ids first: a replaced page, or vector rows orphaned by a
-            # crash before their commit marker, must not mix with the new rows.
-            stale = self._path.ids_to_clear(ids)
+            # crash (or a failed add of this store) before their commit marker, must not mix with the new rows.
+            to_clear = set(self._path.ids_to_clear(ids)) | self._unfinished.intersection(ids)
+            stale = [page_id for page_id in ids if page_id in to_clear]
             if stale:
                 self._connection.delete_ids(self._names.all, stale)
                 self._copy.deleted(stale)
+            self._unfinished.update(ids)  # until their commit markers are written
             if self._names.layout == PACKED:
                 insert_packed(self._connection, self._names, records)
             else:
@@ -303,6 +307,7 @@ class MilvusMultiVectorStore:
             # Upserted, not inserted: a Milvus server keeps both rows of a duplicated primary key
             # and answers queries and searches from different ones.
             self._connection.insert(self._names.pages, (page_row(record) for record in records), upsert=True)
+            self._unfinished.difference_update(ids)
             self._copy.written(records)
             self._announce()
         return ids
@@ -337,6 +342,7 @@ class MilvusMultiVectorStore:
                 self._connection, self._names, join_clauses(compile_filter(clauses) if clauses else "", where)
             )
             if targets:
+                self._path.before_write()
                 self._copy.before_write()
                 # Page rows first: the pages stop being visible before their other rows go.
                 self._connection.delete_ids(self._names.all, targets)

@@ -123,13 +123,16 @@ def scan_packed(
     can keep what it needs of each window and let the rest go.
     """
     found: dict[tuple[str, str], dict[int, Mapping[str, Any]]] = {}
+    done: set[str] = set()  # pages yielded: a second copy of their rows (a retried write) is not a second page
     for batch in connection.iter_rows(names.packed, "", PACKED_ROW_FIELDS, primary="pk", window=_ROWS_PER_READ):
         orphans = {str(row["page_id"]) for row in batch if str(row["page_id"]) not in rows}
-        _collect([row for row in batch if str(row["page_id"]) in rows], found)
+        _collect([row for row in batch if str(row["page_id"]) in rows and str(row["page_id"]) not in done], found)
         complete = {key: parts for key, parts in found.items() if len(parts) == _parts_of(parts)}
         for key in complete:
             del found[key]
-        yield _whole(complete, rows, dim), orphans
+        pages = _whole(complete, rows, dim)
+        done.update(pages)
+        yield pages, orphans
     for page_id, digest in found:  # parts missing: a crash between a page's rows, or a damaged file
         if str(rows[page_id].get("digest")) == digest:
             logger.warning("skipping page %s: some of its packed rows are missing", page_id)

@@ -49,6 +49,10 @@ class SearchPath(Protocol):
         """All vectors of the committed pages among ``page_ids``."""
         ...
 
+    def before_write(self) -> None:
+        """A write of this store is about to start (under the collection's write lock)."""
+        ...
+
     def ids_to_clear(self, page_ids: Sequence[str]) -> list[str]:
         """Which of ``page_ids`` may have rows to delete before they are written anew."""
         ...
@@ -71,6 +75,9 @@ class ReadsFromMilvus:
     def vectors(self, page_ids: Sequence[str]) -> dict[str, FloatArray]:
         rows = reads.page_rows(self._connection, self._names, list(page_ids))
         return reads.page_vectors(self._connection, self._names, rows, self._dim)
+
+    def before_write(self) -> None:
+        pass
 
     def ids_to_clear(self, page_ids: Sequence[str]) -> list[str]:
         return list(page_ids)  # rows of a replaced page, or orphaned by a crash, may exist for any id
