@@ -291,7 +291,8 @@ WRITER = textwrap.dedent("""
 
 
 @pytest.mark.server
-def test_a_cached_server_store_sees_other_processes_writes(target: StoreTarget, tmp_path: Path) -> None:
+@pytest.mark.parametrize("held", [True, "codes"], ids=["floats", "codes"])
+def test_a_cached_server_store_sees_other_processes_writes(target: StoreTarget, tmp_path: Path, held: object) -> None:
     if target.kind != "server":
         pytest.skip("servers only: a Lite file has one process")
     pages = corpus(11)
@@ -299,7 +300,7 @@ def test_a_cached_server_store_sees_other_processes_writes(target: StoreTarget, 
     np.save(tmp_path / "replacement.npy", replacement)
     script = tmp_path / "writer.py"
     script.write_text(WRITER.format(src=str(SRC)))
-    with target.open("shared", dim=DIM, cache=True) as cached:
+    with target.open("shared", dim=DIM, cache=held) as cached:
         cached.add(pages, ids=[f"p{i}" for i in range(6)])
         assert_scores_on(cached, "p1", pages[1])
         command = [sys.executable, str(script), target.uri, target.name("shared"), str(tmp_path / "replacement.npy")]

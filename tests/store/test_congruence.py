@@ -177,6 +177,7 @@ PATHS = [
     pytest.param(("lite", True, 100, 3), id="lite-cache"),
     pytest.param(("lite", False, 100, 2), id="lite-ann", marks=pytest.mark.slow),
     pytest.param(("server", False, 30, 1), id="server", marks=pytest.mark.server),
+    pytest.param(("server", "codes", 30, 1), id="server-codes", marks=pytest.mark.server),
 ]
 
 

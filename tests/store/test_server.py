@@ -43,7 +43,7 @@ def test_a_server_and_milvus_lite_give_the_same_hits_and_scores(server: StoreTar
     lite = StoreTarget("lite", str(tmp_path / "lite.db"))
 
     answers = []
-    for target, cache in ((lite, True), (lite, False), (server, False)):
+    for target, cache in ((lite, True), (lite, False), (server, False), (server, "codes")):
         with target.open(f"congruence_{cache}", dim=DIM, cache=cache) as store:
             store.add(pages, metadatas, ids=ids)
             answers.append([store.search(q, k=8, filter=f) for q in queries for f in filters])
@@ -53,6 +53,9 @@ def test_a_server_and_milvus_lite_give_the_same_hits_and_scores(server: StoreTar
         assert [h.page_id for h in server_hits] == [h.page_id for h in lite_hits]
         assert [h.score for h in server_hits] == pytest.approx([h.score for h in lite_hits], abs=1e-4)
         assert [h.metadata for h in server_hits] == [h.metadata for h in lite_hits]
+    for codes_hits, lite_hits in zip(answers[3], answers[0], strict=True):  # the server's exact mode
+        assert [h.page_id for h in codes_hits] == [h.page_id for h in lite_hits]
+        assert [h.score for h in codes_hits] == pytest.approx([h.score for h in lite_hits], abs=1e-4)
     for ann_hits, cache_hits in zip(answers[1], answers[0], strict=True):
         assert [h.page_id for h in ann_hits] == [h.page_id for h in cache_hits]
     for hits, scores in zip(answers[2], exact, strict=True):

@@ -85,6 +85,7 @@ PATHS = [
     pytest.param(("lite", True, 12, 50), id="lite-cache"),
     pytest.param(("lite", False, 12, 50), id="lite-ann"),
     pytest.param(("server", False, 4, 25), id="server", marks=pytest.mark.server),
+    pytest.param(("server", "codes", 4, 25), id="server-codes", marks=pytest.mark.server),
 ]
 
 

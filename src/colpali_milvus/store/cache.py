@@ -32,7 +32,7 @@ import mmap
 import os
 import threading
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +42,15 @@ import numpy.typing as npt
 from colpali_milvus.search.certify import certified_search
 from colpali_milvus.search.code_scan import CodeBlock, CodeScan
 from colpali_milvus.search.maxsim import maxsim_each
-from colpali_milvus.store.float_file import FloatExtent, FloatFile, HeldFloats, PageFloats
+from colpali_milvus.store.float_file import FloatExtent, FloatFile, HeldFloats, PageFloats, StalePagesError
 
 __all__ = ["CACHE_FILE_VERSION", "INDEX_FILE", "PageVectorCache", "discard_saved_copy"]
 
 logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float32]
+#: Reads committed pages' float vectors from Milvus, given their page rows (see store/milvus_floats.py).
+ReadFloats = Callable[[Mapping[str, Mapping[str, Any]]], dict[str, FloatArray]]
 #: Bumped whenever the saved layout changes: older copies are rebuilt.
 #: 5: a folder (floats, codes, index), read without hashing every vector (4: one .npz of vectors).
 CACHE_FILE_VERSION = 5
@@ -64,14 +66,16 @@ class PageVectorCache:
     """Committed pages by id: their page row, int8 codes in memory, and ``(n_i, dim)`` float32 vectors.
 
     ``folder``: where the copy is saved between runs (Milvus Lite); the float vectors then live in
-    its ``floats.bin`` rather than in memory. Thread-safe: writers take a lock; a search scans
-    immutable blocks of codes outside it.
+    its ``floats.bin`` rather than in memory. ``floats``: where they live otherwise (default: in
+    memory; a server's ``cache="codes"`` leaves them in Milvus). Thread-safe: writers take a lock;
+    a search scans immutable blocks of codes outside it.
     """
 
-    def __init__(self, dim: int, folder: Path | None = None) -> None:
+    def __init__(self, dim: int, folder: Path | None = None, *, floats: PageFloats | None = None) -> None:
         self.dim = dim
         self.folder = folder
-        self._floats: PageFloats = HeldFloats()  # replaced by a FloatFile at the first put or load with a folder
+        # With a folder, replaced by a FloatFile at the first put or load.
+        self._floats: PageFloats = floats if floats is not None else HeldFloats()
         self._rows: dict[str, Mapping[str, Any]] = {}
         self._codes = CodeScan(dim)
         self._lock = threading.Lock()
@@ -83,6 +87,11 @@ class PageVectorCache:
 
     def __contains__(self, page_id: object) -> bool:
         return page_id in self._rows
+
+    @property
+    def holds_floats(self) -> bool:
+        """Whether the float vectors live with the copy (in memory or its file), not only in Milvus."""
+        return not self._floats.remote
 
     @property
     def nbytes(self) -> int:
@@ -119,17 +128,24 @@ class PageVectorCache:
     def row(self, page_id: str) -> Mapping[str, Any]:
         return self._rows[page_id]
 
-    def vectors_of(self, page_ids: Iterable[str]) -> dict[str, FloatArray]:
+    def vectors_of(self, page_ids: Iterable[str], read_remote: ReadFloats | None = None) -> dict[str, FloatArray]:
         """The cached pages among ``page_ids``, by id (read-only views where they live in a file).
 
-        Raises :class:`~colpali_milvus.store.float_file.DamagedCopyError` for a page whose saved
-        vectors do not match its digest.
+        ``read_remote``: how to read floats the copy leaves in Milvus (the calling store's
+        connection). Raises :class:`~colpali_milvus.store.float_file.DamagedCopyError` for a page
+        whose saved vectors do not match its digest, :class:`~colpali_milvus.store.float_file.StalePagesError`
+        for one that changed in Milvus since the copy was synced.
         """
-        with self._lock:
-            return {page_id: self._floats.get(page_id) for page_id in page_ids if page_id in self._rows}
+        return self._floats_of(page_ids, None, read_remote)
 
     def top_k(
-        self, query: FloatArray, k: int, allowed: set[str] | None = None, *, min_rescored: int = 0
+        self,
+        query: FloatArray,
+        k: int,
+        allowed: set[str] | None = None,
+        *,
+        min_rescored: int = 0,
+        read_remote: ReadFloats | None = None,
     ) -> tuple[list[str], list[float], list[Mapping[str, Any]]]:
         """The exact top ``k`` pages (among ``allowed``): ``(ids, exact MaxSim scores, page rows)``, best first.
 
@@ -137,15 +153,17 @@ class PageVectorCache:
         in bound order until no other page can enter the top ``k`` (:mod:`~colpali_milvus.search.certify`),
         at least ``min_rescored`` of them. Raises
         :class:`~colpali_milvus.store.float_file.DamagedCopyError` if a rescored page's saved
-        vectors do not match its digest.
+        vectors do not match its digest, and :class:`~colpali_milvus.store.float_file.StalePagesError`
+        if one was replaced since the scan (here or in Milvus): the caller searches again.
         """
         with self._lock:  # one consistent view of the blocks and rows
             blocks = self._codes.seal()
             rows = dict(self._rows)
 
         def exact(keys: list[str]) -> npt.NDArray[np.float64]:
-            with self._lock:  # a page deleted since the scan scores -inf and is left out below
-                present = {key: self._floats.get(key) for key in keys if key in self._rows}
+            # Scored on the vectors the scanned codes came from, or not at all; a page deleted since
+            # the scan scores -inf and is left out below.
+            present = self._floats_of(keys, rows, read_remote)
             scores = np.full(len(keys), -np.inf)
             found = [index for index, key in enumerate(keys) if key in present]
             scores[found] = maxsim_each(query, [present[keys[index]] for index in found])
@@ -155,6 +173,22 @@ class PageVectorCache:
         self.last_rescored = top.rescored
         kept = [(key, score) for key, score in zip(top.keys, top.scores, strict=True) if score > -np.inf]
         return [key for key, _ in kept], [score for _, score in kept], [rows[key] for key, _ in kept]
+
+    def _floats_of(
+        self, page_ids: Iterable[str], scanned: Mapping[str, Mapping[str, Any]] | None, read_remote: ReadFloats | None
+    ) -> dict[str, FloatArray]:
+        """The float vectors of the cached pages among ``page_ids``; with ``scanned`` (the rows a scan
+        saw), a page whose row changed since raises StalePagesError. A request to Milvus runs outside the lock."""
+        with self._lock:
+            rows = {page_id: self._rows[page_id] for page_id in page_ids if page_id in self._rows}
+            if scanned is not None and (changed := [key for key, row in rows.items() if scanned.get(key) is not row]):
+                raise StalePagesError(changed)
+            floats = self._floats
+            if not floats.remote:
+                return floats.get_many(rows)
+        if read_remote is None:
+            raise ValueError("this copy's float vectors are in Milvus: pass read_remote")
+        return read_remote(rows)
 
     def _float_store(self) -> PageFloats:
         """Where a new page's vectors go: the copy's float file if it has a folder (opened empty at first use)."""

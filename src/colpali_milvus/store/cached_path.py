@@ -7,27 +7,35 @@ current in one of two ways, chosen by whether this process is the collection's o
 - **exclusive** (Milvus Lite: one process per file): every write in the process updates the copy
   under the collection's write lock, in the same order as Milvus. The copy is saved to a file at
   the last close and read back at the next open only if it verifies against the committed digests.
-- **shared** (a server, ``cache=True``): other processes may write. Every read first compares the
-  collection's generation token with the one the copy was synced at; if another writer changed it,
-  the page rows are re-read and pages whose digest changed are fetched again.
+- **shared** (a server): other processes may write. Every read first compares the collection's
+  generation token with the one the copy was synced at; if another writer changed it, the page
+  rows are re-read and pages whose digest changed are fetched again (their codes made anew).
+
+On a server the copy holds the float vectors too (``cache=True``), or only the codes
+(``cache="codes"``, the default where the codes fit a budget): the few pages a search rescores are
+then read from Milvus, checked against the digests the copy was synced at; a page changed since
+makes the copy sync and the search run again.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from colpali_milvus.errors import StoreError
 from colpali_milvus.store import lite, reads
 from colpali_milvus.store.cache import PageVectorCache, discard_saved_copy
 from colpali_milvus.store.collections import CollectionNames, read_generation
 from colpali_milvus.store.connection import MilvusConnection
-from colpali_milvus.store.float_file import DamagedCopyError
+from colpali_milvus.store.float_file import DamagedCopyError, StalePagesError
+from colpali_milvus.store.milvus_floats import LeftInMilvus, MilvusFloats
 from colpali_milvus.store.rows import PageRecord
 from colpali_milvus.store.search_path import RankedPages
 from colpali_milvus.store.shared import SharedCollection
@@ -36,7 +44,13 @@ __all__ = ["CachedPath", "SharedCopy"]
 
 logger = logging.getLogger(__name__)
 
+#: Pages fetched per request group while syncing a codes-only copy (their floats are dropped after encoding).
+SYNC_GROUP_PAGES = 96
+#: Searches retried after a page changed under them before the error is raised.
+_STALE_RETRIES = 3
+
 FloatArray = npt.NDArray[np.float32]
+_T = TypeVar("_T")
 
 
 @dataclass(eq=False)
@@ -48,13 +62,17 @@ class _CacheState:
     loaded_from: str = ""  # "new", "file" or "milvus": how the copy was first filled
     saved_version: int = -1
     generation: str | None = None  # the collection's generation the copy was synced at (shared mode)
+    force_sync: bool = False  # a search found a page changed under it: sync whatever the token says
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class CachedPath:
-    """Every page scored on its int8 codes in memory with a proven error bound; the top k certified exactly."""
+    """Every page scored on its int8 codes in memory with a proven error bound; the top k certified exactly.
 
-    name = "cached"
+    ``floats_in_milvus``: hold only the codes; read the float vectors of the pages to rescore from
+    Milvus, through this store's connection (a server's ``cache="codes"``). The first store on a
+    collection in a process decides where the process's shared copy keeps them.
+    """
 
     def __init__(
         self,
@@ -67,6 +85,7 @@ class CachedPath:
         created: bool,
         rerank_depth: int | None = None,
         cache_file: Path | None = None,
+        floats_in_milvus: bool = False,
     ) -> None:
         self._connection = connection
         self._names = names
@@ -74,10 +93,19 @@ class CachedPath:
         self._exclusive = exclusive
         self._rerank_depth = rerank_depth
         self._cache_file = cache_file if exclusive else None
+        self._read_floats = MilvusFloats(connection, names, dim).get_many
         if shared.cache_state is None:
-            cache = PageVectorCache(dim, self._cache_file)
-            shared.cache_state = _CacheState(cache, loaded=created and exclusive, loaded_from="new" if created else "")
+            cache = PageVectorCache(dim, self._cache_file, floats=LeftInMilvus() if floats_in_milvus else None)
+            # A collection this store just created is empty: the copy starts loaded, at its generation.
+            generation = read_generation(connection, names) if created and not exclusive else None
+            state = _CacheState(cache, loaded=created, loaded_from="new" if created else "", generation=generation)
+            shared.cache_state = state
         self._state: _CacheState = shared.cache_state
+
+    @property
+    def name(self) -> str:
+        """``"codes"`` where the shared copy leaves the float vectors in Milvus, else ``"cached"`` (StoreInfo)."""
+        return "cached" if self._state.cache.holds_floats else "codes"
 
     @property
     def loaded_from(self) -> str:
@@ -87,13 +115,12 @@ class CachedPath:
     # -- reads ------------------------------------------------------------------------------
 
     def ranked(self, query: FloatArray, k: int, where: str) -> RankedPages:
-        allowed = set(reads.page_ids(self._connection, self._names, where)) if where else None
-        cache = self._current()
-        try:
-            page_ids, scores, rows = cache.top_k(query, k, allowed, min_rescored=self._rerank_depth or 0)
-        except DamagedCopyError as error:
-            self._rebuild(cache, error)
-            page_ids, scores, rows = self._current().top_k(query, k, allowed, min_rescored=self._rerank_depth or 0)
+        consistency = None if self._exclusive else reads.SEARCH_CONSISTENCY  # as the server path reads
+        allowed = set(reads.page_ids(self._connection, self._names, where, consistency=consistency)) if where else None
+        minimum, read = self._rerank_depth or 0, self._read_floats
+        page_ids, scores, rows = self._retrying(
+            lambda cache: cache.top_k(query, k, allowed, min_rescored=minimum, read_remote=read)
+        )
         return RankedPages(page_ids, scores, rows)
 
     def existing(self, page_ids: Sequence[str]) -> set[str]:
@@ -101,12 +128,31 @@ class CachedPath:
         return {page_id for page_id in page_ids if page_id in cache}
 
     def vectors(self, page_ids: Sequence[str]) -> dict[str, FloatArray]:
-        cache = self._current()
-        try:
-            return cache.vectors_of(page_ids)
-        except DamagedCopyError as error:
-            self._rebuild(cache, error)
-            return self._current().vectors_of(page_ids)
+        return self._retrying(lambda cache: cache.vectors_of(page_ids, self._read_floats))
+
+    def _retrying(self, read: Callable[[PageVectorCache], _T]) -> _T:
+        """``read`` the current copy; a damaged saved copy is rebuilt once, a page changed under the read
+        syncs the copy, and ``read`` runs again."""
+        rebuilt, attempts = False, 0
+        while True:
+            cache = self._current()
+            try:
+                return read(cache)
+            except DamagedCopyError as error:
+                if rebuilt:
+                    raise StoreError(f"the serving copy is damaged again after a rebuild: {error}") from error
+                self._rebuild(cache, error)
+                rebuilt = True
+            except StalePagesError as error:
+                attempts += 1
+                if attempts > _STALE_RETRIES:
+                    raise StoreError(
+                        f"the collection kept changing under this search ({len(error.page_ids)} pages replaced "
+                        "or deleted while it read them); try again"
+                    ) from error
+                logger.info("pages changed since the last sync (%s); syncing and searching again", error)
+                with self._state.lock:
+                    self._state.force_sync = True
 
     # -- writes (called under the collection's write lock) ----------------------------------
 
@@ -143,7 +189,8 @@ class CachedPath:
             logger.warning("rebuilding the vector cache from Milvus: %s", error)
             state.cache.discard_saved()
             state.cache.close()
-            state.cache = PageVectorCache(state.cache.dim, self._cache_file)
+            floats = None if state.cache.holds_floats else LeftInMilvus()
+            state.cache = PageVectorCache(state.cache.dim, self._cache_file, floats=floats)
             state.loaded, state.saved_version = False, -1
 
     # -- keeping the copy current -----------------------------------------------------------
@@ -158,9 +205,9 @@ class CachedPath:
                     self._fill(state)
             else:
                 generation = read_generation(self._connection, self._names)
-                if not state.loaded or generation != state.generation:
+                if not state.loaded or state.force_sync or generation != state.generation:
                     self._sync(state)
-                    state.generation = generation
+                    state.generation, state.force_sync = generation, False
         return state.cache
 
     def _fill(self, state: _CacheState) -> None:
@@ -195,15 +242,28 @@ class CachedPath:
             if page_id not in cache or cache.row(page_id).get("digest") != row.get("digest")
         }
         cache.remove(gone + list(stale))
-        if len(stale) > len(rows) // 2:
-            fetched, _ = reads.scan_vectors(self._connection, self._names, stale, cache.dim)
-        else:
-            fetched = reads.page_vectors(self._connection, self._names, stale, cache.dim)
-        for page_id, page_vectors in fetched.items():
-            cache.put(page_id, page_vectors, rows[page_id])
+        fetched = 0
+        for group in self._sync_groups(cache, stale, len(rows)):
+            for page_id, page_vectors in group.items():
+                cache.put(page_id, page_vectors, rows[page_id])
+            fetched += len(group)
         if not state.loaded:
             state.loaded, state.loaded_from = True, "milvus"
-        logger.debug("vector cache synced: %d gone, %d fetched", len(gone), len(fetched))
+        logger.debug("vector cache synced: %d gone, %d fetched", len(gone), fetched)
+
+    def _sync_groups(
+        self, cache: PageVectorCache, stale: reads.PageRows, committed: int
+    ) -> Iterator[dict[str, FloatArray]]:
+        """The stale pages' verified vectors, all at once where the copy holds them anyway, else in groups."""
+        if not cache.holds_floats:  # only codes are kept: never hold every page's floats at once
+            pages = list(stale)
+            for start in range(0, len(pages), SYNC_GROUP_PAGES):
+                group = {page_id: stale[page_id] for page_id in pages[start : start + SYNC_GROUP_PAGES]}
+                yield reads.page_vectors(self._connection, self._names, group, cache.dim, parallel=reads.PARALLEL_READS)
+        elif len(stale) > committed // 2:  # most pages: one scan beats filtered reads
+            yield reads.scan_vectors(self._connection, self._names, stale, cache.dim)[0]
+        else:
+            yield reads.page_vectors(self._connection, self._names, stale, cache.dim)
 
 
 class SharedCopy:

@@ -16,14 +16,14 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from colpali_milvus.store.rows import vector_digest
 
-__all__ = ["DamagedCopyError", "FloatExtent", "FloatFile", "HeldFloats", "PageFloats"]
+__all__ = ["DamagedCopyError", "FloatExtent", "FloatFile", "HeldFloats", "PageFloats", "StalePagesError"]
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -35,12 +35,31 @@ class DamagedCopyError(Exception):
     """
 
 
+class StalePagesError(Exception):
+    """Pages read back from Milvus no longer match the page rows the copy holds: another writer
+    replaced or deleted them since the copy was synced.
+
+    Internal: the cached path answers it by syncing the copy and searching again.
+    """
+
+    def __init__(self, page_ids: Iterable[str]) -> None:
+        self.page_ids = sorted(page_ids)
+        super().__init__(f"pages changed in Milvus since the copy was synced: {self.page_ids[:5]}")
+
+
 class PageFloats(Protocol):
     """Every committed page's float32 vectors, by page id."""
+
+    #: ``True`` where reading asks Milvus (the copy then reads outside its lock: a request takes ms).
+    remote: bool
 
     def put(self, page_id: str, vectors: FloatArray) -> None: ...
 
     def get(self, page_id: str) -> FloatArray: ...
+
+    def get_many(self, rows: Mapping[str, Mapping[str, Any]]) -> dict[str, FloatArray]:
+        """The vectors of the pages whose committed page rows are ``rows``, by id (all of them, or raise)."""
+        ...
 
     def remove(self, page_ids: Iterable[str]) -> None: ...
 
@@ -53,6 +72,8 @@ class PageFloats(Protocol):
 class HeldFloats:
     """The vectors in process memory (a server's copy: another process may write the collection)."""
 
+    remote = False
+
     def __init__(self) -> None:
         self._vectors: dict[str, FloatArray] = {}
 
@@ -61,6 +82,9 @@ class HeldFloats:
 
     def get(self, page_id: str) -> FloatArray:
         return self._vectors[page_id]
+
+    def get_many(self, rows: Mapping[str, Mapping[str, Any]]) -> dict[str, FloatArray]:
+        return {page_id: self._vectors[page_id] for page_id in rows}
 
     def remove(self, page_ids: Iterable[str]) -> None:
         for page_id in page_ids:
@@ -85,6 +109,8 @@ class FloatFile:
 
     Not thread-safe for writes (the caller serialises them); reads may run beside one writer.
     """
+
+    remote = False
 
     def __init__(self, path: Path, dim: int, extents: Mapping[str, FloatExtent] | None = None, size: int = 0) -> None:
         """Open ``path``: empty it (``extents`` None), or keep the first ``size`` bytes holding ``extents``."""
@@ -146,6 +172,9 @@ class FloatFile:
                 raise DamagedCopyError(f"the saved vectors of page {page_id!r} in {self.path} do not match its digest")
             self._trusted.add(page_id)
         return view
+
+    def get_many(self, rows: Mapping[str, Mapping[str, Any]]) -> dict[str, FloatArray]:
+        return {page_id: self.get(page_id) for page_id in rows}
 
     def remove(self, page_ids: Iterable[str]) -> None:
         for page_id in page_ids:  # the bytes stay until the file is compacted

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -54,11 +54,16 @@ from colpali_milvus.store.search_path import SearchPath
 from colpali_milvus.store.server_path import ServerPath
 from colpali_milvus.types import PageHit, StoredPage
 
-__all__ = ["MilvusMultiVectorStore", "StoreInfo"]
+__all__ = ["DEFAULT_CODES_BUDGET", "MilvusMultiVectorStore", "StoreInfo"]
 
 logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float32]
+
+#: Bytes of codes a server's default (``cache=None``) may hold in a serving process.
+DEFAULT_CODES_BUDGET = 2 * 2**30
+#: Codes held per vector element: the scan's int8 layer and the refinement's (see search/code_scan.py).
+CODE_BYTES_PER_ELEMENT = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +80,9 @@ class StoreInfo:
     index_type: str  # of the per-vector ANN index (flattened layout); "" for the packed layout, which has none
     indexed_vectors: int | None = None  # rows the ANN index covers (a server builds it asynchronously)
     pending_index_vectors: int | None = None
-    search_path: str = ""  # "cached", "server" (flattened, cache=False) or "scan" (packed, cache=False)
+    # "cached" (codes and floats held), "codes" (a server's codes held, floats read from Milvus),
+    # "server" (nothing held: the server's ANN, approximate) or "scan" (Lite, cache=False)
+    search_path: str = ""
     pool_factor: int | None = None  # token pooling of the stored pages (1: none; None: not recorded)
     layout: str = ""  # "packed" (Milvus Lite) or "flattened" (servers), see store/schema.py
 
@@ -104,12 +111,19 @@ class MilvusMultiVectorStore:
             the top ``k`` is certified exact (``None``, the default: as many as that takes). Without
             the cache, how many ANN candidates are ranked on their int8 codes read from the server
             (the best ``k + 3`` are rescored exactly); ``None``: 96.
-        cache: search an in-process copy of the pages instead of issuing Milvus requests (see
-            :mod:`colpali_milvus.store.cached_path`). ``None`` (default) turns it on for Milvus Lite,
-            which one process owns, and off for a server, where it costs every serving process a
-            copy of every vector (on a server the copy is re-checked against Milvus before each read).
-            On Lite the copy holds the int8 codes in memory and the float vectors in a mapped file
-            beside the database; ``cache=False`` there reads and scores every page at every search.
+        cache: what this process holds to search (see :mod:`colpali_milvus.store.cached_path`).
+            On Milvus Lite, which one process owns, the default holds every page's int8 codes in
+            memory and the float vectors in a mapped file beside the database (``True`` and
+            ``"codes"`` mean the same there); ``False`` reads and scores every page at every search.
+            On a server: ``"codes"`` holds every page's int8 codes (~0.26 MB per 1,030 x 128 page),
+            scans them all and reads from Milvus only the float vectors of the few pages it rescores:
+            exact top ``k``. ``True`` also holds the float vectors (~0.5 MB more per page).
+            ``False`` holds nothing: the server's per-vector ANN finds candidates, which is
+            approximate. ``None`` (default) is ``"codes"`` while the codes fit ``codes_budget``,
+            else ``False``; one log line says which and why. Held copies are re-checked against
+            Milvus (a generation token) before each read, so other writers are seen.
+        codes_budget: bytes of codes a server's default ``cache=None`` may hold (default 2 GiB,
+            ~8,000 pages of 1,030 x 128); decided when the store opens.
         db_name: the Milvus database (server only).
         timeout: seconds one request may take before it fails.
         retry_timeout: for a server, how long (seconds) to keep retrying a request that failed
@@ -130,7 +144,8 @@ class MilvusMultiVectorStore:
         index: IndexConfig | None = None,
         candidates_per_vector: int = 100,
         rerank_depth: int | None = None,
-        cache: bool | None = None,
+        cache: bool | Literal["codes"] | None = None,
+        codes_budget: int = DEFAULT_CODES_BUDGET,
         db_name: str | None = None,
         timeout: float | None = None,
         retry_timeout: float = 30.0,
@@ -144,6 +159,10 @@ class MilvusMultiVectorStore:
             raise InvalidInputError("candidates_per_vector and rerank_depth must be positive")
         if not retry_timeout >= 0:
             raise InvalidInputError(f"retry_timeout must be >= 0, got {retry_timeout!r}")
+        if not (cache is None or isinstance(cache, bool) or cache == "codes"):
+            raise InvalidInputError(f'cache must be None, True, False or "codes", got {cache!r}')
+        if isinstance(codes_budget, bool) or not isinstance(codes_budget, int) or codes_budget < 0:
+            raise InvalidInputError(f"codes_budget must be a number of bytes >= 0, got {codes_budget!r}")
         self.collection_name = collection_name
         self._names = CollectionNames(collection_name)
         self._connection = MilvusConnection(
@@ -151,8 +170,10 @@ class MilvusMultiVectorStore:
         )
         # Milvus Lite is one process per file: this process is its only writer.
         exclusive = self._connection.is_lite
-        use_cache = exclusive if cache is None else cache
-        self.index = index or (IndexConfig.flat() if use_cache else IndexConfig())
+        # Exact scans of a held copy need no ANN; a server collection keeps one for the nothing-held path.
+        self.index = index or (
+            IndexConfig.flat() if cache is True or (cache is not False and exclusive) else IndexConfig()
+        )
         self._closed = False
         self._unfinished: set[str] = set()  # ids of an add that failed before its commit markers
         self._shared: shared.SharedCollection | None = None
@@ -167,8 +188,9 @@ class MilvusMultiVectorStore:
             cache_file = lite.cache_file(self._connection.uri, collection_name) if exclusive else None
             self._copy = SharedCopy(self._shared, cache_file)
             self._announce_writes = not exclusive
+            held = self._held(cache, codes_budget)
             self._path: SearchPath
-            if use_cache:
+            if held:
                 self._path = CachedPath(
                     self._connection,
                     self._names,
@@ -178,6 +200,7 @@ class MilvusMultiVectorStore:
                     created=opened.created,
                     rerank_depth=rerank_depth,
                     cache_file=cache_file,
+                    floats_in_milvus=held == "codes" and not exclusive,
                 )
             elif self._names.layout == PACKED:
                 self._path = PackedScanPath(self._connection, self._names, dim=self._dim)
@@ -470,6 +493,33 @@ class MilvusMultiVectorStore:
         self.close()
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _held(self, cache: bool | Literal["codes"] | None, codes_budget: int) -> bool | Literal["codes"]:
+        """What this process holds to search: ``True`` (codes and floats), ``"codes"`` or ``False`` (nothing)."""
+        if self.is_lite:
+            return cache is not False  # one process owns the file: codes in memory, floats in a mapped file
+        if cache is not None:
+            return cache
+        vectors = self._count_vectors()
+        needed = vectors * self._dim * CODE_BYTES_PER_ELEMENT
+        if needed <= codes_budget:
+            logger.info(
+                "%s: holding the int8 codes of %d vectors (~%.0f MiB, within codes_budget=%.0f MiB) for exact search",
+                self.collection_name,
+                vectors,
+                needed / 2**20,
+                codes_budget / 2**20,
+            )
+            return "codes"
+        logger.info(
+            "%s: holding nothing: the codes of %d vectors (~%.0f MiB) exceed codes_budget=%.0f MiB; searches use "
+            "the server's ANN and are approximate (raise codes_budget, or pass cache='codes', for exact search)",
+            self.collection_name,
+            vectors,
+            needed / 2**20,
+            codes_budget / 2**20,
+        )
+        return False
 
     def _count_vectors(self) -> int:
         """Vectors stored, as Milvus holds them: rows of the flattened layout, the packed rows' counts."""

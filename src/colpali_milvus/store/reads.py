@@ -26,9 +26,15 @@ from colpali_milvus.store.schema import CODE_ROW_FIELDS, PACKED, PAGE_ROW_FIELDS
 _VECTOR_ROW_SCALARS = [name for name in VECTOR_ROW_FIELDS if name != "vector"]
 _CODE_PAGES_PER_REQUEST = 12  # ~2 MB of ColPali codes per response
 PARALLEL_READS = 3  # requests in flight at once: the server works on one while the client decodes another
+# A Strong read waits for the server's next time tick: 0.2-0.4 s per request on Milvus 2.3, which a
+# search pays on every request. Session reads see every write of this process at once, and other
+# processes' writes once the server has applied them (a page seen half-applied fails its digest
+# and is skipped, never scored on part of its vectors).
+SEARCH_CONSISTENCY = "Session"
 
 __all__ = [
     "PARALLEL_READS",
+    "SEARCH_CONSISTENCY",
     "PageRows",
     "iter_page_codes",
     "iter_scanned_vectors",

@@ -35,7 +35,10 @@ class RankedPages:
 
 
 class SearchPath(Protocol):
-    name: str  # "cached" or "server", as StoreInfo reports it
+    @property
+    def name(self) -> str:
+        """``"cached"``, ``"codes"``, ``"server"`` or ``"scan"``, as StoreInfo reports it."""
+        ...
 
     def ranked(self, query: FloatArray, k: int, where: str) -> RankedPages:
         """The ``k`` best committed pages matching ``where`` (fewer when fewer exist), by exact MaxSim."""

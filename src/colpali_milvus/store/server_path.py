@@ -34,6 +34,7 @@ from colpali_milvus.search.maxsim import maxsim_flat, page_offsets
 from colpali_milvus.store import reads
 from colpali_milvus.store.collections import CollectionNames
 from colpali_milvus.store.connection import MilvusConnection, in_ids
+from colpali_milvus.store.reads import SEARCH_CONSISTENCY
 from colpali_milvus.store.schema import IndexConfig
 from colpali_milvus.store.search_path import RankedPages, ReadsFromMilvus
 
@@ -47,11 +48,6 @@ SERVER_RERANK_DEPTH = 96  # candidate pages ranked on their codes per search
 EXACT_EXTRA = 3
 _MAX_SEARCH_LIMIT = 16_384  # a server's top-k cap
 _RANK_FIELDS = ("page_id", "n_vectors", "digest")  # what ranking on codes needs of a page row
-# A Strong read waits for the server's next time tick: 0.2-0.4 s per request on Milvus 2.3, which a
-# search pays on every request. Session reads see every write of this process at once, and other
-# processes' writes once the server has applied them (a page seen half-applied fails its digest
-# and is skipped, never scored on part of its vectors).
-SEARCH_CONSISTENCY = "Session"
 
 
 class ServerPath(ReadsFromMilvus):
