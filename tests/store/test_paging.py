@@ -27,3 +27,19 @@ def test_pages_added_out_of_key_order_are_all_read_back_past_the_query_window(
         for page_id, page in zip(ids, pages, strict=True):
             np.testing.assert_array_equal(store.get_vectors([page_id])[page_id], page)
         assert store.search(pages[2], k=1)[0].page_id == "e"
+
+
+def test_a_server_window_cut_short_is_not_taken_for_the_end() -> None:
+    """A 2.3 server under reduce_stop_for_best answers fewer rows than the limit while more match."""
+    keys = list(range(1, 30))
+
+    def early_stopping(where: str) -> tuple[list[dict[str, int]], None]:
+        above = int(where.rsplit(">", 1)[1]) if ">" in where else 0
+        return [{"pk": key} for key in keys if key > above][:3], None  # at most 3 of a 10-row window
+
+    def read(short_may_end: bool) -> list[int]:
+        windows = connection_module._by_primary_key("", "pk", early_stopping, 10, short_may_end=short_may_end)
+        return [row["pk"] for rows, _ in windows for row in rows]
+
+    assert read(short_may_end=False) == keys  # a server: only an empty window ends
+    assert read(short_may_end=True) == keys[:3]  # Milvus Lite: a short window is the last

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,8 +47,11 @@ logger = logging.getLogger(__name__)
 
 #: Pages fetched per request group while syncing a codes-only copy (their floats are dropped after encoding).
 SYNC_GROUP_PAGES = 96
-#: Searches retried after a page changed under them before the error is raised.
-_STALE_RETRIES = 3
+#: Searches retried after a page changed under them before the error is raised, waiting
+#: 0.25 s, 0.5 s, ... between tries: a 2.3 server compacting segments has answered a page's rows
+#: incompletely for a few seconds after an index build.
+_STALE_RETRIES = 5
+_STALE_FIRST_WAIT_S = 0.25
 
 FloatArray = npt.NDArray[np.float32]
 _T = TypeVar("_T")
@@ -153,6 +157,7 @@ class CachedPath:
                 logger.info("pages changed since the last sync (%s); syncing and searching again", error)
                 with self._state.lock:
                     self._state.force_sync = True
+                time.sleep(_STALE_FIRST_WAIT_S * 2 ** (attempts - 1))
 
     # -- writes (called under the collection's write lock) ----------------------------------
 
