@@ -16,10 +16,13 @@ import pytest
 
 from colpali_milvus import InvalidInputError, MilvusMultiVectorStore, maxsim
 from colpali_milvus.store import cache as cache_module
+from colpali_milvus.store import collections as collections_module
+from colpali_milvus.store import packed as packed_module
 from colpali_milvus.store import reads
 from colpali_milvus.store.cache import PageVectorCache
 from colpali_milvus.store.float_file import StalePagesError
 from colpali_milvus.store.milvus_floats import MilvusFloats
+from colpali_milvus.store.rows import vector_digest
 from helpers import unit_vectors
 from targets import StoreTarget, store_target
 
@@ -163,6 +166,49 @@ def test_codes_mode_returns_the_exact_top_k_and_holds_no_floats(server: StoreTar
         assert not held.holds_floats and len(held) == len(pages)
         code_bytes = sum(len(page) for page in pages) * DIM * 2  # the two int8 layers
         assert code_bytes <= held.nbytes <= code_bytes * 1.1  # codes only, ~no padding
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("packed_floats", [True, False], ids=["packed-floats", "vector-rows-only"])
+def test_floats_are_read_from_packed_rows_where_the_server_collection_has_them(
+    server: StoreTarget, monkeypatch: pytest.MonkeyPatch, packed_floats: bool
+) -> None:
+    """New server collections keep each page's floats packed too (what a codes-mode search reads);
+    one made before that has only vector rows, and serves the same exact answers from them."""
+    monkeypatch.setattr(collections_module, "_NEW_SERVER_PACKED_FLOATS", packed_floats)
+    pages = corpus(11, n_pages=12)
+    ids = [f"p{i}" for i in range(len(pages))]
+    with server.open(dim=DIM, cache=False) as writer:
+        writer.add(pages, ids=ids)
+        writer.delete(ids=["p3"])
+        writer.add([pages[4][:3]], ids=["p5"])  # a replaced page: its old packed rows must go
+    monkeypatch.setattr(collections_module, "_NEW_SERVER_PACKED_FLOATS", True)  # what a reopen does not change
+    expected = {pid: page for pid, page in zip(ids, pages, strict=True) if pid != "p3"} | {"p5": pages[4][:3]}
+    with server.open(cache="codes") as store:
+        names = store._names  # type: ignore[attr-defined]
+        assert names.packed_floats is packed_floats and (names.packed in names.all) is packed_floats
+        if packed_floats:  # none of p3, and only the new version of p5
+            stored = store.connection.query_all(names.packed, "", ["page_id", "digest"], primary="pk")
+            committed = {(pid, vector_digest(page)) for pid, page in expected.items()}
+            assert {(row["page_id"], row["digest"]) for row in stored} == committed
+        packed_reads: list[int] = []
+        real_packed_vectors = packed_module.packed_vectors
+        monkeypatch.setattr(
+            packed_module,
+            "packed_vectors",
+            lambda connection, names, rows, *a, **kw: (
+                packed_reads.append(len(rows)) or real_packed_vectors(connection, names, rows, *a, **kw)
+            ),
+        )
+        vectors = store.get_vectors(list(expected))
+        for pid, page in expected.items():
+            np.testing.assert_array_equal(vectors[pid], page)
+        query = pages[7][:3]
+        hits = store.search(query, k=4)
+        reference = exhaustive_top(query, expected, 4)
+        assert [hit.page_id for hit in hits] == [pid for pid, _ in reference]
+        assert [hit.score for hit in hits] == pytest.approx([score for _, score in reference], abs=1e-4)
+        assert bool(packed_reads) is packed_floats  # the rescored pages' floats came from their packed rows
 
 
 @pytest.mark.server

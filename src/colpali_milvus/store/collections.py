@@ -56,13 +56,21 @@ class CollectionNames:
 
     name: str
     layout: str = FLATTENED
+    #: Flattened layout only: each page's float vectors are also kept as packed rows (server collections
+    #: record it; older ones have none), which read back ~2x faster than a page's ~1,000 vector rows.
+    packed_floats: bool = False
 
     @property
     def all(self) -> tuple[str, ...]:
         """Every collection, in the order a page's rows leave them: its commit marker first."""
         if self.layout == PACKED:
             return (self.pages, self.packed)
-        return (self.pages, self.vectors, self.summaries)
+        return (self.pages, self.vectors, self.summaries, *((self.packed,) if self.packed_floats else ()))
+
+    @property
+    def floats_from_packed(self) -> bool:
+        """Whether a page's float vectors are read from its packed rows (else from its vector rows)."""
+        return self.layout == PACKED or self.packed_floats
 
     @property
     def vectors(self) -> str:
@@ -80,8 +88,8 @@ class CollectionNames:
     def packed(self) -> str:
         return f"{self.name}_packed"
 
-    def in_layout(self, layout: str) -> CollectionNames:
-        return CollectionNames(self.name, layout)
+    def in_layout(self, layout: str, *, packed_floats: bool = False) -> CollectionNames:
+        return CollectionNames(self.name, layout, packed_floats and layout == FLATTENED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +104,9 @@ class OpenedCollection:
 # The layout of a new Lite collection. Tests switch it to FLATTENED to exercise the server layout (and
 # the files of schema version 3) on Milvus Lite, without a server.
 _NEW_LITE_LAYOUT = PACKED
+# Whether a new server collection keeps each page's floats packed too. Tests switch it off to make the
+# server collections of earlier builds, which still open (their floats are read from the vector rows).
+_NEW_SERVER_PACKED_FLOATS = True
 _older_lite_allowed: ContextVar[bool] = ContextVar("older_lite_allowed", default=False)
 
 
@@ -124,7 +135,7 @@ def open_collections(
         return _check_existing(connection, names, dim, model_name)
     present = [
         name
-        for name in {*names.in_layout(FLATTENED).all, *names.in_layout(PACKED).all}
+        for name in {*names.in_layout(FLATTENED, packed_floats=True).all, *names.in_layout(PACKED).all}
         if connection.has_collection(name)
     ]
     if present:
@@ -134,7 +145,9 @@ def open_collections(
     if not create:
         raise StoreError(f"there is no collection {names.name!r} at {connection.display_uri}")
     dim = dim or DEFAULT_DIM
-    names = names.in_layout(_NEW_LITE_LAYOUT if connection.is_lite else FLATTENED)
+    # Servers keep each page's floats packed too: the rows a codes-mode search reads.
+    layout, packed_floats = (_NEW_LITE_LAYOUT, False) if connection.is_lite else (FLATTENED, _NEW_SERVER_PACKED_FLOATS)
+    names = names.in_layout(layout, packed_floats=packed_floats)
     _create(connection, names, dim, model_name, index)
     return OpenedCollection(names, dim, model_name, created=True)
 
@@ -193,6 +206,10 @@ def _create(
             (names.summaries, "centroid", index.index_type, index.metric_type, dict(index.build_params)),
         )
         scalar_indexed = (("vectors", names.vectors), ("pages", names.pages), ("summaries", names.summaries))
+        if names.packed_floats:
+            connection.create_collection(names.packed, PACKED_FIELDS_SPEC, dim, auto_id=True)
+            vector_indexes = (*vector_indexes, (names.packed, "anchor", "FLAT", "IP", {}))
+            scalar_indexed = (*scalar_indexed, ("packed", names.packed))
     connection.create_collection(names.pages, PAGE_FIELDS_SPEC, dim, auto_id=False)
     with connection.translate("create the collections"):
         for collection, field_name, kind, metric, params in (
@@ -213,6 +230,8 @@ def _create(
         f"{_PREFIX}layout": names.layout,
         f"{_PREFIX}dim": str(dim),
     }
+    if names.packed_floats:
+        properties[f"{_PREFIX}packed_floats"] = "1"
     if model_name:
         properties[f"{_PREFIX}model"] = model_name
     connection.set_properties(names.pages, properties)
@@ -249,7 +268,7 @@ def _check_existing(
         if key.startswith(_PREFIX)
     }
     recorded_version = properties.get("schema_version")
-    names = names.in_layout(properties.get("layout") or FLATTENED)
+    names = names.in_layout(properties.get("layout") or FLATTENED, packed_floats=properties.get("packed_floats") == "1")
     _check_version(connection, names, recorded_version)
     missing = [name for name in names.all if not connection.has_collection(name)]
     if missing:

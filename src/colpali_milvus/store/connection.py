@@ -156,10 +156,10 @@ class MilvusConnection:
         fewer), in primary key order."""
         window = window or QUERY_WINDOW
 
-        def fetch(where_in_window: str) -> tuple[list[dict[str, Any]], None]:
+        def fetch(where_in_window: str, ordered: bool) -> tuple[list[dict[str, Any]], None]:
             fields_read = list({primary, *fields})
             batch = self.query(
-                collection, where_in_window, fields_read, window, consistency=consistency, smallest_keys=True
+                collection, where_in_window, fields_read, window, consistency=consistency, smallest_keys=ordered
             )
             return sorted(batch, key=lambda row: row[primary]), None
 
@@ -183,14 +183,15 @@ class MilvusConnection:
 
         self._loaded(collection)
 
-        def fetch(window: str) -> tuple[list[dict[str, Any]], npt.NDArray[np.float32]]:
-            columns = partial(self._query_columns, collection, window, [primary, *fields], vector_field, consistency)
+        def fetch(window: str, ordered: bool) -> tuple[list[dict[str, Any]], npt.NDArray[np.float32]]:
+            fields_read = [primary, *fields]
+            columns = partial(self._query_columns, collection, window, fields_read, vector_field, consistency, ordered)
             return self.call("query", columns)
 
         return _by_primary_key(where, primary, fetch, short_may_end=self.is_lite)
 
     def _query_columns(
-        self, collection: str, where: str, fields: list[str], vector_field: str, consistency: str | None
+        self, collection: str, where: str, fields: list[str], vector_field: str, consistency: str | None, ordered: bool
     ) -> tuple[list[dict[str, Any]], npt.NDArray[np.float32]]:
         result = self._client.query(
             collection,
@@ -199,7 +200,7 @@ class MilvusConnection:
             limit=QUERY_WINDOW,
             strict_float32=True,
             **_consistency(consistency),
-            **_SMALLEST_KEYS,
+            **(_SMALLEST_KEYS if ordered else {}),
         )
         columns = _columns(result, fields, vector_field)
         if columns is not None:
@@ -442,34 +443,46 @@ class MilvusConnection:
 
 # A query's rows come in segment (insertion) order, so a window cut at the limit is not the smallest
 # keys, and paging past its largest key would skip rows. The query-iterator flag makes Milvus (2.3
-# servers and Milvus Lite alike) return the smallest keys of the match, in order.
+# servers and Milvus Lite alike) return the smallest keys of the match, in order. It costs a 2.3.5
+# server ~200 ms per request whatever the consistency level (a plain query of one page's 1,030 rows:
+# ~9 ms), so a match that fits one window is read without it (see _by_primary_key).
 _SMALLEST_KEYS = {"iterator": "True", "reduce_stop_for_best": "True"}
 
 
 def _by_primary_key(
     where: str,
     primary: str,
-    fetch: Callable[[str], tuple[list[dict[str, Any]], T]],
+    fetch: Callable[[str, bool], tuple[list[dict[str, Any]], T]],
     window: int | None = None,
     *,
     short_may_end: bool = False,
 ) -> Iterator[tuple[list[dict[str, Any]], T]]:
-    """Page through ``where`` one query window at a time: each window starts past the last key read.
+    """Every row matching ``where``: in one plain query when they fit a window, else a window at a time.
 
-    ``fetch`` must return the window of the *smallest* matching keys (see ``_SMALLEST_KEYS``).
-    ``short_may_end``: a window shorter than the limit is the last (Milvus Lite). A 2.3 server under
-    ``reduce_stop_for_best`` stops merging its segments' rows at the end of one segment's, so it
-    answers short windows while more rows match (measured after an index build: 958 of a page's
-    1,030 rows, or none of a page later in the window); there only an empty window ends.
+    ``fetch(where, ordered)`` answers at most ``window`` rows; ``ordered``: the window of the
+    *smallest* matching keys (see ``_SMALLEST_KEYS``), and each window starts past the last key read.
+    A plain query answers min(limit, matches) rows, so a short first answer is the whole match;
+    a full one is dropped and the match paged through in key order.
+
+    ``short_may_end``: a key-ordered window shorter than the limit is the last (Milvus Lite). A 2.3
+    server under ``reduce_stop_for_best`` stops merging its segments' rows at the end of one
+    segment's, so it answers short windows while more rows match (measured after an index build:
+    958 of a page's 1,030 rows, or none of a page later in the window); there only an empty window ends.
     """
+    limit = window or QUERY_WINDOW
+    rows, extra = fetch(where, False)
+    if len(rows) < limit:
+        if rows:
+            yield rows, extra
+        return
     last: Any = None
     while True:
         bound = "" if last is None else f"{primary} > {_scalar_literal(last)}"
-        rows, extra = fetch(join_clauses(where, bound))
+        rows, extra = fetch(join_clauses(where, bound), True)
         if not rows:
             return
         yield rows, extra
-        if short_may_end and len(rows) < (window or QUERY_WINDOW):
+        if short_may_end and len(rows) < limit:
             return
         last = max(row[primary] for row in rows)
 

@@ -321,11 +321,11 @@ class MilvusMultiVectorStore:
                 self._connection.delete_ids(self._names.all, stale)
                 self._copy.deleted(stale)
             self._unfinished.update(ids)  # until their commit markers are written
-            if self._names.layout == PACKED:
-                insert_packed(self._connection, self._names, records)
-            else:
+            if self._names.layout != PACKED:
                 self._connection.insert(self._names.vectors, vector_rows(records))
                 self._connection.insert(self._names.summaries, summary_rows(records))
+            if self._names.floats_from_packed:
+                insert_packed(self._connection, self._names, records)
             # Page rows last: they are the commit markers that make pages visible to search.
             # Upserted, not inserted: a Milvus server keeps both rows of a duplicated primary key
             # and answers queries and searches from different ones.

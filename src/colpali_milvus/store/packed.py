@@ -18,13 +18,14 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from colpali_milvus.store.collections import CollectionNames
-from colpali_milvus.store.connection import ID_BATCH, MilvusConnection, batches, in_ids
+from colpali_milvus.store.connection import MilvusConnection, batches, in_ids
 from colpali_milvus.store.rows import PageRecord, vector_digest
 from colpali_milvus.store.schema import PACKED_ROW_FIELDS
 
@@ -45,6 +46,8 @@ FloatArray = npt.NDArray[np.float32]
 PART_CHARS = 65_532  # the largest multiple of 4 (whole base64 quanta) within a VARCHAR
 _ROWS_PER_INSERT = 96  # ~6 MB of text per request
 _ROWS_PER_READ = 256  # ~16 MB of text per query window
+_PAGES_PER_READ = 64  # ids per request (Milvus Lite scans the collection once per filtered request)
+_MAX_PARALLEL = 3  # requests in flight at once
 _ANCHOR = [1.0, 0.0]
 
 
@@ -102,15 +105,35 @@ def insert_packed(connection: MilvusConnection, names: CollectionNames, records:
 
 
 def packed_vectors(
-    connection: MilvusConnection, names: CollectionNames, rows: Mapping[str, Mapping[str, Any]], dim: int
+    connection: MilvusConnection,
+    names: CollectionNames,
+    rows: Mapping[str, Mapping[str, Any]],
+    dim: int,
+    *,
+    consistency: str | None = None,
+    parallel: int = 1,
 ) -> dict[str, FloatArray]:
-    """The verified vectors of the given committed pages (a page that is not whole is left out)."""
+    """The verified vectors of the given committed pages (a page that is not whole is left out).
+
+    ``parallel``: split the pages into that many requests at least, up to ``parallel`` in flight (a
+    search reading a few pages from a server waits less; the pages of one request that fit a window
+    of rows come in one plain query).
+    """
+    per_request = max(1, min(_PAGES_PER_READ, -(-len(rows) // max(parallel, 1))))
+
+    def fetch(group: list[str]) -> list[list[dict[str, Any]]]:
+        window, where = _ROWS_PER_READ, in_ids(group)
+        return list(
+            connection.iter_rows(
+                names.packed, where, PACKED_ROW_FIELDS, primary="pk", consistency=consistency, window=window
+            )
+        )
+
     found: dict[tuple[str, str], dict[int, Mapping[str, Any]]] = {}
-    for group in batches(list(rows), min(ID_BATCH, 64)):
-        for batch in connection.iter_rows(
-            names.packed, in_ids(group), PACKED_ROW_FIELDS, primary="pk", window=_ROWS_PER_READ
-        ):
-            _collect(batch, found)
+    with ThreadPoolExecutor(max(1, min(parallel, _MAX_PARALLEL))) as pool:
+        for fetched in pool.map(fetch, batches(list(rows), per_request)):
+            for batch in fetched:
+                _collect(batch, found)
     return _whole(found, rows, dim)
 
 

@@ -21,7 +21,7 @@ from colpali_milvus.store import packed
 from colpali_milvus.store.collections import CollectionNames
 from colpali_milvus.store.connection import MilvusConnection, batches, in_ids
 from colpali_milvus.store.rows import vector_digest
-from colpali_milvus.store.schema import CODE_ROW_FIELDS, PACKED, PAGE_ROW_FIELDS, VECTOR_ROW_FIELDS
+from colpali_milvus.store.schema import CODE_ROW_FIELDS, PAGE_ROW_FIELDS, VECTOR_ROW_FIELDS
 
 _VECTOR_ROW_SCALARS = [name for name in VECTOR_ROW_FIELDS if name != "vector"]
 _CODE_PAGES_PER_REQUEST = 12  # ~2 MB of ColPali codes per response
@@ -97,8 +97,8 @@ def page_vectors(
     ``parallel``: split the pages into at least that many groups and read up to
     :data:`PARALLEL_READS` of them at once (a search reading a few pages waits less).
     """
-    if names.layout == PACKED:
-        return packed.packed_vectors(connection, names, rows, dim)
+    if names.floats_from_packed:
+        return packed.packed_vectors(connection, names, rows, dim, consistency=consistency, parallel=parallel)
     buffers = _buffers(rows, dim)
     filled: dict[str, set[int]] = {page_id: set() for page_id in rows}
 
@@ -186,9 +186,9 @@ def scan_vectors(
 def iter_scanned_vectors(
     connection: MilvusConnection, names: CollectionNames, rows: Mapping[str, Mapping[str, Any]], dim: int
 ) -> Iterator[tuple[dict[str, FloatArray], set[str]]]:
-    """:func:`scan_vectors` a window at a time where the layout allows (packed: whole pages per window),
-    so that a caller need not hold every page at once; the flattened layout comes as one window."""
-    if names.layout == PACKED:
+    """:func:`scan_vectors` a window at a time where the pages are packed (whole pages per window),
+    so that a caller need not hold every page at once; vector rows alone come as one window."""
+    if names.floats_from_packed:
         yield from packed.scan_packed(connection, names, rows, dim)
     else:
         yield _scan_flattened(connection, names, rows, dim)
