@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from colpali_milvus.store import packed
 from colpali_milvus.store.packed import PART_CHARS, decode, encode, packed_rows
 from colpali_milvus.store.rows import build_records
 
@@ -57,3 +58,23 @@ def test_a_page_longer_than_one_row_is_cut_into_parts_that_join_back() -> None:
     assert all(len(row["blob"]) <= PART_CHARS for row in rows)
     text = "".join(row["blob"] for row in rows)
     np.testing.assert_array_equal(decode(rows[0]["encoding"], text, 300, 128), vectors)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    counts=st.lists(st.integers(1, 3000), max_size=80),
+    dim=st.sampled_from([16, 128]),
+    parallel=st.integers(1, 4),
+)
+def test_reads_are_split_into_requests_whose_rows_fit_a_window(counts: list[int], dim: int, parallel: int) -> None:
+    """A request whose rows fit the window is one plain query (no key-ordered paging, ~200 ms a window on 2.3.5)."""
+    rows = {f"p{i}": {"n_vectors": n} for i, n in enumerate(counts)}
+    groups = list(packed._requests(rows, dim, parallel))
+    assert [page_id for group in groups for page_id in group] == list(rows)  # every page once, in order
+    for group in groups:
+        written = [len(encode(np.ones((rows[pid]["n_vectors"], dim), np.float32) / 3)[1]) for pid in group]
+        parts = sum(-(-length // PART_CHARS) for length in written)
+        assert parts <= packed._ROWS_PER_READ or len(group) == 1
+        assert len(group) <= max(1, -(-len(rows) // parallel))
+    if len(rows) >= parallel:
+        assert len(groups) >= parallel

@@ -254,6 +254,8 @@ class CachedPath:
             fetched += len(group)
         if not state.loaded:
             state.loaded, state.loaded_from = True, "milvus"
+        if fetched > SYNC_GROUP_PAGES:  # hand back the heap the decoded responses left behind
+            lite.release_decoding_buffers()
         logger.debug("vector cache synced: %d gone, %d fetched", len(gone), fetched)
 
     def _sync_groups(

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from colpali_milvus.store.collections import CollectionNames
-from colpali_milvus.store.connection import MilvusConnection, batches, in_ids
+from colpali_milvus.store.connection import MilvusConnection, in_ids
 from colpali_milvus.store.rows import PageRecord, vector_digest
 from colpali_milvus.store.schema import PACKED_ROW_FIELDS
 
@@ -46,7 +46,7 @@ FloatArray = npt.NDArray[np.float32]
 PART_CHARS = 65_532  # the largest multiple of 4 (whole base64 quanta) within a VARCHAR
 _ROWS_PER_INSERT = 96  # ~6 MB of text per request
 _ROWS_PER_READ = 256  # ~16 MB of text per query window
-_PAGES_PER_READ = 64  # ids per request (Milvus Lite scans the collection once per filtered request)
+_PAGES_PER_READ = 64  # ids per request at most (Milvus Lite scans the collection once per filtered request)
 _MAX_PARALLEL = 3  # requests in flight at once
 _ANCHOR = [1.0, 0.0]
 
@@ -115,11 +115,10 @@ def packed_vectors(
 ) -> dict[str, FloatArray]:
     """The verified vectors of the given committed pages (a page that is not whole is left out).
 
-    ``parallel``: split the pages into that many requests at least, up to ``parallel`` in flight (a
-    search reading a few pages from a server waits less; the pages of one request that fit a window
-    of rows come in one plain query).
+    Pages are read in requests whose rows fit one window (counting float32 rows: a plain query, no
+    paging), in at least ``parallel`` requests, up to that many in flight (a search reading a few
+    pages from a server waits less).
     """
-    per_request = max(1, min(_PAGES_PER_READ, -(-len(rows) // max(parallel, 1))))
 
     def fetch(group: list[str]) -> list[list[dict[str, Any]]]:
         window, where = _ROWS_PER_READ, in_ids(group)
@@ -131,10 +130,32 @@ def packed_vectors(
 
     found: dict[tuple[str, str], dict[int, Mapping[str, Any]]] = {}
     with ThreadPoolExecutor(max(1, min(parallel, _MAX_PARALLEL))) as pool:
-        for fetched in pool.map(fetch, batches(list(rows), per_request)):
+        for fetched in pool.map(fetch, _requests(rows, dim, parallel)):
             for batch in fetched:
                 _collect(batch, found)
     return _whole(found, rows, dim)
+
+
+def _requests(rows: Mapping[str, Mapping[str, Any]], dim: int, parallel: int) -> Iterator[list[str]]:
+    """Page ids in groups of at most ``_PAGES_PER_READ`` whose float32 rows fit ``_ROWS_PER_READ``,
+    and of at most a ``parallel``-th of the pages."""
+    most = max(1, min(_PAGES_PER_READ, -(-len(rows) // max(parallel, 1))))
+    group: list[str] = []
+    parts = 0
+    for page_id, row in rows.items():
+        page_parts = _float32_parts(int(row.get("n_vectors") or 1), dim)
+        if group and (len(group) == most or parts + page_parts > _ROWS_PER_READ):
+            yield group
+            group, parts = [], 0
+        group.append(page_id)
+        parts += page_parts
+    if group:
+        yield group
+
+
+def _float32_parts(n_vectors: int, dim: int) -> int:
+    """Rows a page of ``n_vectors`` takes at most (written as float32, the wider encoding)."""
+    return max(1, -(-4 * -(-(n_vectors * dim * 4) // 3) // PART_CHARS))
 
 
 def scan_packed(
