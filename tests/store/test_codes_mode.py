@@ -178,12 +178,13 @@ def test_floats_are_read_from_packed_rows_where_the_server_collection_has_them(
     monkeypatch.setattr(collections_module, "_NEW_SERVER_PACKED_FLOATS", packed_floats)
     pages = corpus(11, n_pages=12)
     ids = [f"p{i}" for i in range(len(pages))]
+    replacement = unit_vectors(np.random.default_rng(12), 9, DIM)
     with server.open(dim=DIM, cache=False) as writer:
         writer.add(pages, ids=ids)
-        writer.delete(ids=["p3"])
-        writer.add([pages[4][:3]], ids=["p5"])  # a replaced page: its old packed rows must go
+        writer.delete(page_ids=["p3"])
+        writer.add([replacement], ids=["p5"])  # a replaced page: its old packed rows must go
     monkeypatch.setattr(collections_module, "_NEW_SERVER_PACKED_FLOATS", True)  # what a reopen does not change
-    expected = {pid: page for pid, page in zip(ids, pages, strict=True) if pid != "p3"} | {"p5": pages[4][:3]}
+    expected = {pid: page for pid, page in zip(ids, pages, strict=True) if pid != "p3"} | {"p5": replacement}
     with server.open(cache="codes") as store:
         names = store._names  # type: ignore[attr-defined]
         assert names.packed_floats is packed_floats and (names.packed in names.all) is packed_floats
