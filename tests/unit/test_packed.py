@@ -76,5 +76,3 @@ def test_reads_are_split_into_requests_whose_rows_fit_a_window(counts: list[int]
         parts = sum(-(-length // PART_CHARS) for length in written)
         assert parts <= packed._ROWS_PER_READ or len(group) == 1
         assert len(group) <= max(1, -(-len(rows) // parallel))
-    if len(rows) >= parallel:
-        assert len(groups) >= parallel

@@ -116,8 +116,8 @@ def packed_vectors(
     """The verified vectors of the given committed pages (a page that is not whole is left out).
 
     Pages are read in requests whose rows fit one window (counting float32 rows: a plain query, no
-    paging), in at least ``parallel`` requests, up to that many in flight (a search reading a few
-    pages from a server waits less).
+    paging), each of at most a ``parallel``-th of the pages, up to ``parallel`` in flight (a search
+    reading a few pages from a server waits less).
     """
 
     def fetch(group: list[str]) -> list[list[dict[str, Any]]]:
