@@ -34,6 +34,7 @@ T = TypeVar("T")
 QUERY_WINDOW = 16_384
 INSERT_BATCH_ROWS = 4_096
 ID_BATCH = 1_000  # ids per `in [...]` expression
+PARALLEL_READS = 3  # requests in flight at once: the server works on one while the client decodes another
 _FIRST_BACKOFF_S = 0.5
 _MAX_BACKOFF_S = 8.0
 

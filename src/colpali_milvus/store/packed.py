@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from colpali_milvus.store.collections import CollectionNames
-from colpali_milvus.store.connection import MilvusConnection, in_ids
+from colpali_milvus.store.connection import PARALLEL_READS, MilvusConnection, in_ids
 from colpali_milvus.store.rows import PageRecord, vector_digest
 from colpali_milvus.store.schema import PACKED_ROW_FIELDS
 
@@ -47,7 +47,6 @@ PART_CHARS = 65_532  # the largest multiple of 4 (whole base64 quanta) within a 
 _ROWS_PER_INSERT = 96  # ~6 MB of text per request
 _ROWS_PER_READ = 256  # ~16 MB of text per query window
 _PAGES_PER_READ = 64  # ids per request at most (Milvus Lite scans the collection once per filtered request)
-_MAX_PARALLEL = 3  # requests in flight at once
 _ANCHOR = [1.0, 0.0]
 
 
@@ -129,7 +128,7 @@ def packed_vectors(
         )
 
     found: dict[tuple[str, str], dict[int, Mapping[str, Any]]] = {}
-    with ThreadPoolExecutor(max(1, min(parallel, _MAX_PARALLEL))) as pool:
+    with ThreadPoolExecutor(max(1, min(parallel, PARALLEL_READS))) as pool:
         for fetched in pool.map(fetch, _requests(rows, dim, parallel)):
             for batch in fetched:
                 _collect(batch, found)

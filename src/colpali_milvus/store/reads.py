@@ -19,13 +19,12 @@ from colpali_milvus.search import codes
 from colpali_milvus.store import connection as conn
 from colpali_milvus.store import packed
 from colpali_milvus.store.collections import CollectionNames
-from colpali_milvus.store.connection import MilvusConnection, batches, in_ids
+from colpali_milvus.store.connection import PARALLEL_READS, MilvusConnection, batches, in_ids
 from colpali_milvus.store.rows import vector_digest
 from colpali_milvus.store.schema import CODE_ROW_FIELDS, PAGE_ROW_FIELDS, VECTOR_ROW_FIELDS
 
 _VECTOR_ROW_SCALARS = [name for name in VECTOR_ROW_FIELDS if name != "vector"]
 _CODE_PAGES_PER_REQUEST = 12  # ~2 MB of ColPali codes per response
-PARALLEL_READS = 3  # requests in flight at once: the server works on one while the client decodes another
 # A Strong read waits for the server's next time tick: 0.2-0.4 s per request on Milvus 2.3, which a
 # search pays on every request. Session reads see every write of this process at once, and other
 # processes' writes once the server has applied them (a page seen half-applied fails its digest
