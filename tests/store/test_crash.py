@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from colpali_milvus import MilvusMultiVectorStore, maxsim
+from colpali_milvus.store import packed
 from helpers import unit_vectors
 
 pytestmark = pytest.mark.slow  # six SIGKILLed subprocesses, ~40 s
@@ -41,7 +42,8 @@ INGEST = textwrap.dedent("""
     connection.MilvusConnection.write_batch = insert_then_maybe_die
     import colpali_milvus.store.packed as packed
     packed.PART_CHARS = 400  # 4 packed rows per page (1,280 characters of base64) ...
-    packed._ROWS_PER_INSERT = 5  # ... in several requests, so kills land mid-page too
+    packed._ROWS_PER_INSERT = 5  # ... in several requests, so kills land mid-page too ...
+    packed.SHARD_ROWS = 10  # ... and a new shard every two pages, so kills land around shard changes
     pages = np.load(sys.argv[3])
     store = MilvusMultiVectorStore(sys.argv[1], collection_name="crash", dim={dim})
     for start in range(0, len(pages), 3):
@@ -51,8 +53,8 @@ INGEST = textwrap.dedent("""
 """).format(src=str(SRC), dim=DIM)
 
 
-# 4 adds x (3 requests of <= 5 packed rows + 1 page-row request) = 16 insert requests: kill before
-# the first, mid-page, just before a commit marker (3), just after one (4), mid-run and before the last.
+# 4 adds of 3 pages (12 packed rows, in requests of <= 5, cut where a shard fills) + 1 page-row request
+# each: kill before the first request, mid-page, around commit markers and shard changes, and late.
 @pytest.mark.parametrize("kill_after", [0, 2, 3, 4, 9, 15])
 def test_sigkill_leaves_whole_pages_and_a_rerun_completes(tmp_path: Path, kill_after: int) -> None:
     rng = np.random.default_rng(kill_after)
@@ -80,5 +82,12 @@ def test_sigkill_leaves_whole_pages_and_a_rerun_completes(tmp_path: Path, kill_a
     assert ingest(-1) == 0  # the same ingestion again, to the end
     with MilvusMultiVectorStore(uri, collection_name="crash", cache=False) as store:
         info = store.info()
-        assert (info.pages, info.vectors) == (N_PAGES, N_PAGES * N_VECTORS)  # nothing twice
+        assert (info.pages, info.vectors) == (N_PAGES, N_PAGES * N_VECTORS)
+        names = store._names
+        first_parts = [  # nothing twice: one set of packed rows per page, whichever shard holds it
+            row["page_id"]
+            for shard in range(packed.shard_count(store.connection, names))
+            for row in store.connection.query_all(names.packed_shard(shard), "part == 0", ["page_id"], primary="pk")
+        ]
+        assert sorted(first_parts) == sorted(f"page{i}" for i in range(N_PAGES))
     assert os.path.isdir(uri)

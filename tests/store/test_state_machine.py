@@ -1,9 +1,10 @@
 """Stateful property test: random sequences of writes, reopens and searches against an in-memory model.
 
-Hypothesis drives a real store (Milvus Lite with and without the vector cache, and the real server)
-through adds, replacements (with the same number of vectors too), deletes by page id, source and
-filter, reopens, and a second store object writing to the same collection, and checks every search
-against exact MaxSim computed with numpy on a plain dict of what should be stored.
+Hypothesis drives a real store (Milvus Lite with and without the vector cache, its packed rows in
+shards of three pages, and the real server) through adds, replacements (with the same number of
+vectors too), deletes by page id, source and filter, reopens, and a second store object writing to
+the same collection, and checks every search against exact MaxSim computed with numpy on a plain
+dict of what should be stored.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from hypothesis.stateful import (
 )
 
 from colpali_milvus import MilvusMultiVectorStore
+from colpali_milvus.store import packed
 from helpers import assert_valid_top_k
 from targets import store_target
 
@@ -91,9 +93,10 @@ PATHS = [
 
 @pytest.mark.parametrize("path", PATHS)
 def test_random_operations_agree_with_an_in_memory_reference(
-    path: tuple[str, bool, int, int], request: pytest.FixtureRequest, tmp_path: Path
+    path: tuple[str, bool, int, int], request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kind, cache, max_examples, steps = path
+    monkeypatch.setattr(packed, "SHARD_ROWS", 3)  # Lite: a new shard every few pages, so every rule crosses shards
     targets = store_target(kind, request, tmp_path)
     target = next(targets)
     examples = itertools.count()

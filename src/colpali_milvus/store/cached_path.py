@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from colpali_milvus.errors import StoreError
-from colpali_milvus.store import lite, reads
+from colpali_milvus.store import lite, packed, reads
 from colpali_milvus.store.cache import PageVectorCache, discard_saved_copy
 from colpali_milvus.store.collections import CollectionNames, read_generation
 from colpali_milvus.store.connection import MilvusConnection
@@ -231,7 +231,11 @@ class CachedPath:
                 state.cache.put(page_id, page_vectors, rows[page_id])
         if orphans:  # rows of pages never committed (a crash): nobody else can be writing them
             logger.info("removing the vector rows of %d uncommitted pages", len(orphans))
-            self._connection.delete_ids(self._names.all[1:], sorted(orphans))
+            if self._names.sharded:
+                shards = range(packed.shard_count(self._connection, self._names))
+                packed.delete_packed(self._connection, self._names, sorted(orphans), shards)
+            else:
+                self._connection.delete_ids(self._names.all[1:], sorted(orphans))
         state.loaded, state.loaded_from = True, "milvus"
         lite.release_decoding_buffers()
         logger.info("loaded %d pages (%.0f MiB) into the vector cache", len(state.cache), state.cache.nbytes / 2**20)

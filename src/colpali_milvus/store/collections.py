@@ -23,11 +23,15 @@ from colpali_milvus.store.schema import (
     PACKED,
     PACKED_FIELDS_SPEC,
     PAGE_FIELDS_SPEC,
+    PAGE_ROW_FIELDS,
     SCALAR_INDEX_TYPES,
     SCALAR_INDEXED_FIELDS,
     SCHEMA_VERSION,
+    SHARDED_PAGE_FIELDS_SPEC,
+    SHARDED_PAGE_ROW_FIELDS,
     SUMMARY_FIELDS_SPEC,
     VECTOR_FIELDS_SPEC,
+    FieldSpec,
     IndexConfig,
     field_kind,
 )
@@ -37,6 +41,7 @@ __all__ = [
     "CollectionNames",
     "OpenedCollection",
     "claim_model",
+    "create_packed_shard",
     "reading_older_lite_files",
     "claim_pool_factor",
     "new_generation",
@@ -59,6 +64,9 @@ class CollectionNames:
     #: Flattened layout only: each page's float vectors are also kept as packed rows (server collections
     #: record it; older ones have none), which read back ~2x faster than a page's ~1,000 vector rows.
     packed_floats: bool = False
+    #: Packed layout, schema 5: the packed rows are split into shards (``packed_shard``), and each page
+    #: row records its shard. A version 4 Lite file has one unbounded shard and page rows without one.
+    sharded: bool = False
 
     @property
     def all(self) -> tuple[str, ...]:
@@ -86,10 +94,24 @@ class CollectionNames:
 
     @property
     def packed(self) -> str:
+        """The packed rows' collection (the first shard, where the layout is sharded)."""
         return f"{self.name}_packed"
 
-    def in_layout(self, layout: str, *, packed_floats: bool = False) -> CollectionNames:
-        return CollectionNames(self.name, layout, packed_floats and layout == FLATTENED)
+    def packed_shard(self, shard: int) -> str:
+        """Shard ``shard`` of the packed rows: ``<name>_packed``, ``<name>_packed_1``, ..."""
+        return self.packed if shard == 0 else f"{self.name}_packed_{shard}"
+
+    @property
+    def page_fields(self) -> tuple[FieldSpec, ...]:
+        return SHARDED_PAGE_FIELDS_SPEC if self.sharded else PAGE_FIELDS_SPEC
+
+    @property
+    def page_row_fields(self) -> tuple[str, ...]:
+        """What is read back of a page row: every column but the pooled vector."""
+        return SHARDED_PAGE_ROW_FIELDS if self.sharded else PAGE_ROW_FIELDS
+
+    def in_layout(self, layout: str, *, packed_floats: bool = False, sharded: bool = False) -> CollectionNames:
+        return CollectionNames(self.name, layout, packed_floats and layout == FLATTENED, sharded and layout == PACKED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +126,9 @@ class OpenedCollection:
 # The layout of a new Lite collection. Tests switch it to FLATTENED to exercise the server layout (and
 # the files of schema version 3) on Milvus Lite, without a server.
 _NEW_LITE_LAYOUT = PACKED
+# Whether a new Lite collection splits its packed rows into shards (schema 5). Tests switch it off to make
+# the Lite files of schema version 4, which still open (one unbounded shard).
+_NEW_LITE_SHARDED = True
 # Whether a new server collection keeps each page's floats packed too. Tests switch it off to make the
 # server collections of earlier builds, which still open (their floats are read from the vector rows).
 _NEW_SERVER_PACKED_FLOATS = True
@@ -147,7 +172,7 @@ def open_collections(
     dim = dim or DEFAULT_DIM
     # Servers keep each page's floats packed too: the rows a codes-mode search reads.
     layout, packed_floats = (_NEW_LITE_LAYOUT, False) if connection.is_lite else (FLATTENED, _NEW_SERVER_PACKED_FLOATS)
-    names = names.in_layout(layout, packed_floats=packed_floats)
+    names = names.in_layout(layout, packed_floats=packed_floats, sharded=_NEW_LITE_SHARDED)
     _create(connection, names, dim, model_name, index)
     return OpenedCollection(names, dim, model_name, created=True)
 
@@ -195,9 +220,8 @@ def _create(
     vector_indexes: tuple[tuple[str, str, str, str, dict[str, object]], ...]
     scalar_indexed: tuple[tuple[str, str], ...]
     if names.layout == PACKED:
-        connection.create_collection(names.packed, PACKED_FIELDS_SPEC, dim, auto_id=True)
-        vector_indexes = ((names.packed, "anchor", "FLAT", "IP", {}),)
-        scalar_indexed = (("packed", names.packed), ("pages", names.pages))
+        _create_packed(connection, names.packed, dim)
+        vector_indexes, scalar_indexed = (), (("pages", names.pages),)
     else:
         connection.create_collection(names.vectors, VECTOR_FIELDS_SPEC, dim, auto_id=True)
         connection.create_collection(names.summaries, SUMMARY_FIELDS_SPEC, dim, auto_id=True)
@@ -207,22 +231,9 @@ def _create(
         )
         scalar_indexed = (("vectors", names.vectors), ("pages", names.pages), ("summaries", names.summaries))
         if names.packed_floats:
-            connection.create_collection(names.packed, PACKED_FIELDS_SPEC, dim, auto_id=True)
-            vector_indexes = (*vector_indexes, (names.packed, "anchor", "FLAT", "IP", {}))
-            scalar_indexed = (*scalar_indexed, ("packed", names.packed))
-    connection.create_collection(names.pages, PAGE_FIELDS_SPEC, dim, auto_id=False)
-    with connection.translate("create the collections"):
-        for collection, field_name, kind, metric, params in (
-            *vector_indexes,
-            (names.pages, "pooled", "FLAT", "IP", {}),
-        ):
-            if not connection.create_index(collection, field_name, kind, metric_type=metric, params=dict(params)):
-                raise StoreError(f"Milvus at {connection.display_uri} refused a {kind} index on {collection}")
-    has_inverted = connection.server_version() >= (2, 4)  # older servers know only the per-type indexes
-    for kind_name, collection in scalar_indexed:
-        for field_name in SCALAR_INDEXED_FIELDS[kind_name]:
-            index_types = SCALAR_INDEX_TYPES[field_kind(field_name)]
-            _create_scalar_index(connection, collection, field_name, index_types if has_inverted else index_types[1:])
+            _create_packed(connection, names.packed, dim)
+    connection.create_collection(names.pages, names.page_fields, dim, auto_id=False)
+    _create_indexes(connection, (*vector_indexes, (names.pages, "pooled", "FLAT", "IP", {})), scalar_indexed)
     _load(connection, names)
     # Recorded last: a collection with these properties is complete.
     properties = {
@@ -236,6 +247,40 @@ def _create(
         properties[f"{_PREFIX}model"] = model_name
     connection.set_properties(names.pages, properties)
     logger.info("created collections %s (%s layout, dim=%d)", ", ".join(names.all), names.layout, dim)
+
+
+def create_packed_shard(connection: MilvusConnection, names: CollectionNames, shard: int, dim: int) -> str:
+    """Create shard ``shard`` of the packed rows (if a crash did not leave it already); returns its name.
+
+    Loaded on first use, like every collection that holds vectors.
+    """
+    name = names.packed_shard(shard)
+    if not connection.has_collection(name):
+        _create_packed(connection, name, dim)
+    connection.load(name, on_first_use=True)
+    return name
+
+
+def _create_packed(connection: MilvusConnection, name: str, dim: int) -> None:
+    """A collection of packed rows with its indexes (before any load: see :func:`_create`)."""
+    connection.create_collection(name, PACKED_FIELDS_SPEC, dim, auto_id=True)
+    _create_indexes(connection, ((name, "anchor", "FLAT", "IP", {}),), (("packed", name),))
+
+
+def _create_indexes(
+    connection: MilvusConnection,
+    vector_indexes: Sequence[tuple[str, str, str, str, dict[str, object]]],
+    scalar_indexed: Sequence[tuple[str, str]],
+) -> None:
+    with connection.translate("create the collections"):
+        for collection, field_name, kind, metric, params in vector_indexes:
+            if not connection.create_index(collection, field_name, kind, metric_type=metric, params=dict(params)):
+                raise StoreError(f"Milvus at {connection.display_uri} refused a {kind} index on {collection}")
+    has_inverted = connection.server_version() >= (2, 4)  # older servers know only the per-type indexes
+    for kind_name, collection in scalar_indexed:
+        for field_name in SCALAR_INDEXED_FIELDS[kind_name]:
+            index_types = SCALAR_INDEX_TYPES[field_kind(field_name)]
+            _create_scalar_index(connection, collection, field_name, index_types if has_inverted else index_types[1:])
 
 
 def _load(connection: MilvusConnection, names: CollectionNames) -> None:
@@ -268,7 +313,11 @@ def _check_existing(
         if key.startswith(_PREFIX)
     }
     recorded_version = properties.get("schema_version")
-    names = names.in_layout(properties.get("layout") or FLATTENED, packed_floats=properties.get("packed_floats") == "1")
+    names = names.in_layout(
+        properties.get("layout") or FLATTENED,
+        packed_floats=properties.get("packed_floats") == "1",
+        sharded=recorded_version == str(SCHEMA_VERSION),  # version 4 Lite files have one unbounded shard
+    )
     _check_version(connection, names, recorded_version)
     missing = [name for name in names.all if not connection.has_collection(name)]
     if missing:
@@ -286,8 +335,8 @@ def _check_existing(
 
 
 def _check_version(connection: MilvusConnection, names: CollectionNames, recorded: str | None) -> None:
-    """Version 4, or a version 3 collection where its layout is still current (a server; ``copy`` on Lite)."""
-    if recorded == str(SCHEMA_VERSION) and names.layout in (FLATTENED, PACKED):
+    """Version 5 or 4, or a version 3 collection where its layout is still current (a server; ``copy`` on Lite)."""
+    if recorded in (str(SCHEMA_VERSION), "4") and names.layout in (FLATTENED, PACKED):
         return
     if recorded == "3" and names.layout == FLATTENED:
         if not connection.is_lite or _older_lite_allowed.get():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import os
 import re
 import threading
 from os import PathLike
@@ -26,6 +27,7 @@ __all__ = [
     "RemoteServer",
     "cache_file",
     "collection_on_disk",
+    "collection_open",
     "endpoint",
     "hold_lite_database",
     "is_lite_uri",
@@ -35,6 +37,7 @@ __all__ = [
     "lite_database_held",
     "release_lite_database",
     "silence_lite_noise",
+    "unload_collection",
 ]
 
 LITE_LOCK_FILE = "LOCK"  # milvus_lite.db.LOCK_FILENAME: flock-ed by the process that owns the database
@@ -202,6 +205,50 @@ def release_lite_database(uri: str) -> None:
     except ImportError:  # pragma: no cover - another Milvus Lite version: the lock lasts until exit
         return
     server_manager_instance.release_server(uri)
+
+
+def _open_collections(uri: str) -> dict[Any, Any] | None:
+    """Milvus Lite's own table of the collections its in-process server for ``uri`` has open."""
+    try:
+        from milvus_lite.server_manager import server_manager_instance
+    except ImportError:  # pragma: no cover - another Milvus Lite
+        return None
+    entry = getattr(server_manager_instance, "_servers", {}).get(os.path.abspath(uri))
+    opened = getattr(entry[1], "_collections", None) if entry else None
+    return opened if isinstance(opened, dict) else None
+
+
+def collection_open(uri: str, name: str, database: str = "") -> bool | None:
+    """Whether this process's Milvus Lite server for ``uri`` has collection ``name`` open and loaded
+    (``None``: cannot tell)."""
+    from milvus_lite.db import DEFAULT_DATABASE_NAME
+
+    opened = _open_collections(uri)
+    if opened is None:
+        return None
+    collection = opened.get((database or DEFAULT_DATABASE_NAME, name))
+    return collection is not None and getattr(collection, "load_state", "loaded") == "loaded"
+
+
+def unload_collection(uri: str, name: str, database: str = "") -> bool:
+    """Close collection ``name`` of this process's Milvus Lite database ``uri``, so its rows leave memory.
+
+    Milvus Lite keeps every collection a request has touched open, with all of its rows in memory,
+    until its server stops (releasing a collection keeps them); stopping the server would drop the
+    file lock. Closing one collection flushes it as a shutdown does, and the next request on it
+    opens it again from disk, as a restarted process would. ``False`` where nothing was open (or
+    this Milvus Lite keeps its collections otherwise: the rows then stay until the store closes).
+    """
+    from milvus_lite.db import DEFAULT_DATABASE_NAME
+
+    opened = _open_collections(uri)
+    if opened is None:
+        return False
+    collection = opened.pop((database or DEFAULT_DATABASE_NAME, name), None)
+    if collection is None:
+        return False
+    collection.close()
+    return True
 
 
 def lite_file_locked(database: Path) -> bool:

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from colpali_milvus.errors import InvalidInputError
-from colpali_milvus.store import lite, reads, shared
+from colpali_milvus.store import lite, packed, reads, shared
 from colpali_milvus.store.cached_path import CachedPath, SharedCopy
 from colpali_milvus.store.collections import (
     CollectionNames,
@@ -318,18 +318,21 @@ class MilvusMultiVectorStore:
             to_clear = set(self._path.ids_to_clear(ids)) | self._unfinished.intersection(ids)
             stale = [page_id for page_id in ids if page_id in to_clear]
             if stale:
-                self._connection.delete_ids(self._names.all, stale)
+                self._delete_rows(stale, also_last_shard=True)
                 self._copy.deleted(stale)
             self._unfinished.update(ids)  # until their commit markers are written
             if self._names.layout != PACKED:
                 self._connection.insert(self._names.vectors, vector_rows(records))
                 self._connection.insert(self._names.summaries, summary_rows(records))
+            shards = [0] * len(records)
             if self._names.floats_from_packed:
-                insert_packed(self._connection, self._names, records)
+                shards = insert_packed(self._connection, self._names, records, self._shared_state.shard_tail)
             # Page rows last: they are the commit markers that make pages visible to search.
             # Upserted, not inserted: a Milvus server keeps both rows of a duplicated primary key
             # and answers queries and searches from different ones.
-            self._connection.insert(self._names.pages, (page_row(record) for record in records), upsert=True)
+            recorded_shards = shards if self._names.sharded else [None] * len(records)
+            page_rows = (page_row(record, shard) for record, shard in zip(records, recorded_shards, strict=True))
+            self._connection.insert(self._names.pages, page_rows, upsert=True)
             self._unfinished.difference_update(ids)
             self._copy.written(records)
             self._announce()
@@ -367,8 +370,7 @@ class MilvusMultiVectorStore:
             if targets:
                 self._path.before_write()
                 self._copy.before_write()
-                # Page rows first: the pages stop being visible before their other rows go.
-                self._connection.delete_ids(self._names.all, targets)
+                self._delete_rows(targets)
                 self._copy.deleted(targets)
                 self._announce()
         return targets
@@ -378,8 +380,10 @@ class MilvusMultiVectorStore:
         with self._write_lock():
             self._copy.before_write()
             self._copy.deleted(self.page_ids())
-            for name in self._names.all:
+            shards = packed.shard_count(self._connection, self._names)
+            for name in (*self._names.all, *(self._names.packed_shard(shard) for shard in range(1, shards))):
                 self._connection.drop(name)
+            self._shared_state.shard_tail = packed.ShardTail()
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -457,7 +461,10 @@ class MilvusMultiVectorStore:
 
         Never needed for correctness: unsealed rows are searched by brute force until indexed.
         """
-        for name in self._names.all:
+        names = self._names.all
+        if self._names.sharded:  # the shard being written; flushing the others would load their rows
+            names = (self._names.pages, self._names.packed_shard(packed.shard_count(self._connection, self._names) - 1))
+        for name in names:
             self._connection.flush(name)
 
     def wait_for_index(self, timeout: float = 600.0, poll: float = 1.0) -> StoreInfo:
@@ -525,12 +532,34 @@ class MilvusMultiVectorStore:
         """Vectors stored, as Milvus holds them: rows of the flattened layout, the packed rows' counts."""
         if self._names.layout != PACKED:
             return self._connection.count(self._names.vectors)
-        first_parts = self._connection.query_all(self._names.packed, "part == 0", ["n_vectors"], primary="pk")
-        return sum(int(row["n_vectors"]) for row in first_parts)
+        # The page rows' counts: reading the packed rows would load every shard
+        counts = self._connection.query_all(self._names.pages, "", ["n_vectors"], primary="page_id")
+        return sum(int(row["n_vectors"]) for row in counts)
 
     def _write_lock(self) -> Any:
+        return self._shared_state.write_lock
+
+    @property
+    def _shared_state(self) -> shared.SharedCollection:
         assert self._shared is not None
-        return self._shared.write_lock
+        return self._shared
+
+    def _delete_rows(self, page_ids: list[str], *, also_last_shard: bool = False) -> None:
+        """Delete every row of these pages, page rows first: the pages stop being visible before their other rows go.
+
+        Sharded packed rows are deleted from the shard each page row names (a read of the page rows
+        first), and with ``also_last_shard`` from the last shard too, where the rows of an add that
+        failed before its commit would be.
+        """
+        if not self._names.sharded:
+            self._connection.delete_ids(self._names.all, page_ids)
+            return
+        recorded = reads.page_rows(self._connection, self._names, page_ids, fields=("page_id", "shard"))
+        self._connection.delete_ids((self._names.pages,), page_ids)
+        shards = {packed.shard_of(row) for row in recorded.values()}
+        if also_last_shard:
+            shards.add(packed.shard_count(self._connection, self._names) - 1)
+        packed.delete_packed(self._connection, self._names, page_ids, shards)
 
     def _announce(self) -> None:
         """Tell other processes' cached copies that the collection changed (servers only)."""

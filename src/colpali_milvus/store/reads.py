@@ -21,7 +21,7 @@ from colpali_milvus.store import packed
 from colpali_milvus.store.collections import CollectionNames
 from colpali_milvus.store.connection import PARALLEL_READS, MilvusConnection, batches, in_ids
 from colpali_milvus.store.rows import vector_digest
-from colpali_milvus.store.schema import CODE_ROW_FIELDS, PAGE_ROW_FIELDS, VECTOR_ROW_FIELDS
+from colpali_milvus.store.schema import CODE_ROW_FIELDS, VECTOR_ROW_FIELDS
 
 _VECTOR_ROW_SCALARS = [name for name in VECTOR_ROW_FIELDS if name != "vector"]
 _CODE_PAGES_PER_REQUEST = 12  # ~2 MB of ColPali codes per response
@@ -62,14 +62,16 @@ def page_rows(
     names: CollectionNames,
     ids: Sequence[str] | None = None,
     *,
-    fields: Sequence[str] = PAGE_ROW_FIELDS,
+    fields: Sequence[str] | None = None,
     consistency: str | None = None,
 ) -> PageRows:
     """Committed page rows by id: of ``ids`` (in their order; uncommitted ids dropped), or all.
 
-    ``fields``: the columns to read (``page_id`` always comes back). ``consistency``: a Milvus
-    consistency level for the reads (``None``: the collection's, Strong).
+    ``fields``: the columns to read (``page_id`` always comes back; ``None``: every column but the
+    pooled vector). ``consistency``: a Milvus consistency level for the reads (``None``: the
+    collection's, Strong).
     """
+    fields = names.page_row_fields if fields is None else [name for name in fields if name in names.page_row_fields]
     if ids is None:
         rows = connection.query_all(names.pages, "", list(fields), primary="page_id")
         return {str(row["page_id"]): row for row in rows}

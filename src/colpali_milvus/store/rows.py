@@ -134,11 +134,15 @@ def summary_rows(records: Sequence[PageRecord]) -> Iterator[dict[str, Any]]:
             }
 
 
-def page_row(record: PageRecord) -> dict[str, Any]:
-    """The Milvus page row: the record's row plus the pooled vector."""
+def page_row(record: PageRecord, shard: int | None = None) -> dict[str, Any]:
+    """The Milvus page row: the record's row plus the pooled vector (and the shard of its packed rows,
+    where the layout records one)."""
     mean = record.vectors.mean(axis=0)
     norm = float(np.linalg.norm(mean))
-    return {**record.row, "pooled": (mean / norm if norm > 0 else mean).tolist()}
+    row = {**record.row, "pooled": (mean / norm if norm > 0 else mean).tolist()}
+    if shard is not None:
+        row["shard"] = shard
+    return row
 
 
 def hit_metadata(row: Mapping[str, Any]) -> dict[str, Any]:

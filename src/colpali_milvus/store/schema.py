@@ -17,11 +17,14 @@ only after all of the page's vector, summary and packed rows, so it doubles as t
 marker: search never returns a page without one, the digest proves which vectors it commits, and
 summaries or packed rows whose digest differs are not used.
 
-**Packed** (Milvus Lite, since schema version 4): two collections. ``<name>_packed`` holds each
-page's vectors as a few rows of base64 text (:mod:`colpali_milvus.store.packed`), ``<name>_pages``
-the same page rows as above. Milvus Lite is a pure-Python engine that holds every row of a
-collection in the memory of the process that opens it: one row per vector cost ~2-3 MB and ~10 ms
-per page, a handful of text rows per page cost about the vectors' own size. Lite's search path
+**Packed** (Milvus Lite, since schema version 4): ``<name>_packed`` holds each page's vectors as a
+few rows of base64 text (:mod:`colpali_milvus.store.packed`), ``<name>_pages`` the same page rows as
+above. Since version 5 the packed rows are split into *shards* of bounded size (``<name>_packed``,
+``<name>_packed_1``, ...), and each page row records the shard that holds its vectors (``shard``),
+so that a writer or a rebuild holds one shard's rows in memory at a time, never all of them.
+Milvus Lite is a pure-Python engine that holds every row of a collection in the memory of the
+process that opens it: one row per vector cost ~2-3 MB and ~10 ms per page, a handful of text rows
+per page cost about the vectors' own size. Lite's search path
 (the in-process codes) never uses per-vector rows or summaries, so it writes neither.
 """
 
@@ -51,6 +54,8 @@ __all__ = [
     "SCALAR_INDEXED_FIELDS",
     "SCALAR_INDEX_TYPES",
     "SCHEMA_VERSION",
+    "SHARDED_PAGE_FIELDS_SPEC",
+    "SHARDED_PAGE_ROW_FIELDS",
     "VECTOR_FIELDS_SPEC",
     "VECTOR_ROW_FIELDS",
     "FieldSpec",
@@ -61,7 +66,9 @@ __all__ = [
 #: 2: page rows carry a digest of their vectors. 3: the summaries collection (centroids, codes).
 #: 4: the packed layout on Milvus Lite (a version 3 Lite file is refused, and ``copy`` moves it);
 #: a server's flattened layout is unchanged, so version 3 server collections still open.
-SCHEMA_VERSION = 4
+#: 5: packed rows in shards, the shard recorded on the page row (version 4 Lite files still open,
+#: their one shard unbounded; a server's layout is unchanged).
+SCHEMA_VERSION = 5
 FLATTENED, PACKED = "flattened", "packed"
 
 MAX_ID_LENGTH = 128
@@ -129,6 +136,9 @@ PAGE_FIELDS_SPEC = (
     FieldSpec("pooled", "FLOAT_VECTOR"),  # L2-normalised mean of the page's vectors
 )
 
+#: The page rows of a sharded packed collection (schema 5) also say which shard holds the page's vectors.
+SHARDED_PAGE_FIELDS_SPEC = (*PAGE_FIELDS_SPEC, FieldSpec("shard", "INT32"))
+
 #: Typed metadata keys, as hits report them.
 PAGE_FIELDS: tuple[str, ...] = tuple(spec.name for spec in METADATA_COLUMNS)
 #: Columns a structured filter may address directly, with the Python type of their literals.
@@ -137,6 +147,7 @@ FILTER_COLUMN_TYPES: dict[str, type] = {
 }
 #: What is read back of a page row: every column but the pooled vector.
 PAGE_ROW_FIELDS: tuple[str, ...] = tuple(spec.name for spec in PAGE_FIELDS_SPEC if not spec.kind.endswith("_VECTOR"))
+SHARDED_PAGE_ROW_FIELDS: tuple[str, ...] = (*PAGE_ROW_FIELDS, "shard")
 VECTOR_ROW_FIELDS: tuple[str, ...] = ("page_id", "seq_id", "vector")
 CODE_ROW_FIELDS: tuple[str, ...] = ("page_id", "part", "parts", "digest", "codes")  # a summary row, less its centroid
 PACKED_ROW_FIELDS: tuple[str, ...] = tuple(spec.name for spec in PACKED_FIELDS_SPEC if spec.kind != "FLOAT_VECTOR")
@@ -158,7 +169,7 @@ SCALAR_INDEX_TYPES = {
 
 
 def field_kind(name: str) -> str:
-    specs = (*VECTOR_FIELDS_SPEC, *PAGE_FIELDS_SPEC, *SUMMARY_FIELDS_SPEC, *PACKED_FIELDS_SPEC)
+    specs = (*VECTOR_FIELDS_SPEC, *SHARDED_PAGE_FIELDS_SPEC, *SUMMARY_FIELDS_SPEC, *PACKED_FIELDS_SPEC)
     return next(spec.kind for spec in specs if spec.name == name)
 
 

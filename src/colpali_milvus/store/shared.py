@@ -12,6 +12,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from colpali_milvus.store.packed import ShardTail
+
 __all__ = ["SharedCollection", "attach", "detach"]
 
 Key = tuple[str, str, str]  # (resolved uri, database, collection name)
@@ -23,6 +25,7 @@ class SharedCollection:
     write_lock: threading.RLock = field(default_factory=threading.RLock)
     users: int = 0
     cache_state: Any = None  # the CachedPath's state, created by the first cached store
+    shard_tail: ShardTail = field(default_factory=ShardTail)  # where packed rows go next (sharded layout)
 
 
 _registry: dict[Key, SharedCollection] = {}
