@@ -156,6 +156,25 @@ def test_all_zero_pages_and_queries_score_zero() -> None:
     assert dict(zip(result.keys, result.scores.tolist(), strict=True)) == pytest.approx({"zero": 0.0, "one": 2.0})
 
 
+def test_pages_written_are_blocked_as_they_come_not_all_at_the_first_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ingest must not hold every page's codes twice (loose, then blocked) at its first search."""
+    monkeypatch.setattr(code_scan, "LOOSE_PAGES", 4)
+    rng = np.random.default_rng(3)
+    codes = CodeScan(6, block_rows=24)
+    model = {}
+    for i in range(11):
+        model[f"p{i}"] = rng.standard_normal((int(rng.integers(1, 30)), 6)).astype(np.float32)
+        codes.put(f"p{i}", model[f"p{i}"])
+        assert len(codes._loose) < 4
+    codes.put("p2", model["p2"] * 2)  # a blocked page replaced
+    model["p2"] = model["p2"] * 2
+    query = rng.standard_normal((3, 6)).astype(np.float32)
+    result = scan(query, codes.seal())
+    assert sorted(result.keys) == sorted(model)
+    for key, score in zip(result.keys, result.scores, strict=True):
+        assert score == pytest.approx(_code_maxsim(query, model[key]), rel=1e-9, abs=1e-12)
+
+
 class CodeScanMachine(RuleBasedStateMachine):
     """Puts, replaces and removes in any order, sealing in between: the blocks hold exactly the model."""
 

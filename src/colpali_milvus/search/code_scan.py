@@ -77,6 +77,10 @@ Int8Array = npt.NDArray[np.int8]
 Int32Array = npt.NDArray[np.int32]
 
 BLOCK_ROWS = 16_384  # vectors per block: its codes (2 MiB at dim 128) and similarities stay in cache
+# Pages written are blocked once this many wait: a page's layers (~110 KB each) live on the heap, which
+# keeps what they free, so an ingest that blocked its pages only at the first search held the codes
+# twice (measured: +2 GB at 10,000 ColPali pages).
+LOOSE_PAGES = 256
 FINE_STEPS = 254  # the query's second layer counts in 1/254ths of a first-layer step: |b| <= 127
 _EXACT_CLASSES = 32  # pages up to this long are grouped by exact length
 _CLASS_GROWTH = 1.05  # beyond, a length class spans at most 5% (so does a block's padding)
@@ -324,6 +328,8 @@ class CodeScan:
     def put(self, key: str, vectors: FloatArray) -> None:
         self.remove([key])
         self._loose[key] = encode_page(vectors)
+        if len(self._loose) >= LOOSE_PAGES:
+            self.seal()
 
     def remove(self, keys: Iterable[str]) -> None:
         for key in keys:
