@@ -118,7 +118,7 @@ def test_a_version_4_lite_file_keeps_one_unbounded_shard(tmp_path: Path, monkeyp
             store.add(list(pages.values())[:4], ids=list(pages)[:4])
             store.connection.set_properties(store.pages_collection, {"colpali_milvus.schema_version": "4"})
     with MilvusMultiVectorStore(uri, collection_name="docs") as store:
-        assert store.layout == "packed" and not store._names.sharded
+        assert store.layout == "packed" and not store._names.sharded and store.info().schema_version == 4
         store.add(list(pages.values())[4:], ids=list(pages)[4:])
         assert packed.shard_count(store.connection, store._names) == 1
         assert shard_rows(store)[0] == set(pages)

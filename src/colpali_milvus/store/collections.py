@@ -121,6 +121,7 @@ class OpenedCollection:
     model_name: str | None
     created: bool
     pool_factor: int | None = None  # recorded by the first embedder that wrote to it (1: no pooling)
+    schema_version: int = SCHEMA_VERSION  # as recorded (an older layout that still opens keeps its own)
 
 
 # The layout of a new Lite collection. Tests switch it to FLATTENED to exercise the server layout (and
@@ -331,7 +332,14 @@ def _check_existing(
         recorded_model = model_name
     _load(connection, names)
     pool_factor = int(properties["pool_factor"]) if properties.get("pool_factor") else None
-    return OpenedCollection(names, recorded_dim, recorded_model, created=False, pool_factor=pool_factor)
+    return OpenedCollection(
+        names,
+        recorded_dim,
+        recorded_model,
+        created=False,
+        pool_factor=pool_factor,
+        schema_version=int(recorded_version or SCHEMA_VERSION),
+    )
 
 
 def _check_version(connection: MilvusConnection, names: CollectionNames, recorded: str | None) -> None:

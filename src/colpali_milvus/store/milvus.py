@@ -49,7 +49,7 @@ from colpali_milvus.store.rows import (
     vector_rows,
 )
 from colpali_milvus.store.scan_path import PackedScanPath
-from colpali_milvus.store.schema import PACKED, SCHEMA_VERSION, IndexConfig
+from colpali_milvus.store.schema import PACKED, IndexConfig
 from colpali_milvus.store.search_path import SearchPath
 from colpali_milvus.store.server_path import ServerPath
 from colpali_milvus.types import PageHit, StoredPage
@@ -74,7 +74,7 @@ class StoreInfo:
     backend: str  # "milvus-lite" or "milvus"
     model_name: str | None
     dim: int
-    schema_version: int
+    schema_version: int  # as the collection records it (a version 4 Lite file still opens)
     pages: int
     vectors: int  # vectors stored (flattened layout: rows, as Milvus counts them; packed: the pages' counts)
     index_type: str  # of the per-vector ANN index (flattened layout); "" for the packed layout, which has none
@@ -182,6 +182,7 @@ class MilvusMultiVectorStore:
                 self._connection, self._names, dim=dim, model_name=model_name, index=self.index, create=create
             )
             self._dim, self._model_name, self._pool_factor = opened.dim, opened.model_name, opened.pool_factor
+            self._schema_version = opened.schema_version
             self._names = opened.names  # in the collection's layout
             self._connection.reload_on_recovery(*self._names.all)
             self._shared = shared.attach((*self._connection.identity, collection_name))
@@ -445,7 +446,7 @@ class MilvusMultiVectorStore:
             backend="milvus-lite" if self.is_lite else "milvus",
             model_name=self._model_name,
             dim=self._dim,
-            schema_version=SCHEMA_VERSION,
+            schema_version=self._schema_version,
             pages=self._connection.count(self._names.pages),
             vectors=self._count_vectors(),
             index_type="" if packed else str(index.get("index_type") or self.index.index_type),
