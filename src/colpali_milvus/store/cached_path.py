@@ -232,8 +232,7 @@ class CachedPath:
         if orphans:  # rows of pages never committed (a crash): nobody else can be writing them
             logger.info("removing the vector rows of %d uncommitted pages", len(orphans))
             if self._names.sharded:
-                shards = range(packed.shard_count(self._connection, self._names))
-                packed.delete_packed(self._connection, self._names, sorted(orphans), shards)
+                packed.delete_packed(self._connection, self._names, sorted(orphans))  # from every shard
             else:
                 self._connection.delete_ids(self._names.all[1:], sorted(orphans))
         state.loaded, state.loaded_from = True, "milvus"

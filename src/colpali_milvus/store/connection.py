@@ -354,8 +354,8 @@ class MilvusConnection:
         """
         if not self.is_lite:
             return
+        # No bookkeeping: the next request finds the collection closed and loads it (``_loaded``)
         unloaded = [name for name in collections if lite.unload_collection(self.uri, name, self.db_name)]
-        self._load_on_first_use.update(unloaded)
         if unloaded:
             lite.release_decoding_buffers()
 

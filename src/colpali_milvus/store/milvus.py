@@ -558,9 +558,7 @@ class MilvusMultiVectorStore:
         recorded = reads.page_rows(self._connection, self._names, page_ids, fields=("page_id", "shard"))
         self._connection.delete_ids((self._names.pages,), page_ids)
         shards = {packed.shard_of(row) for row in recorded.values()}
-        if also_last_shard:
-            shards.add(packed.shard_count(self._connection, self._names) - 1)
-        packed.delete_packed(self._connection, self._names, page_ids, shards)
+        packed.delete_packed(self._connection, self._names, page_ids, shards, also_last=also_last_shard)
 
     def _announce(self) -> None:
         """Tell other processes' cached copies that the collection changed (servers only)."""

@@ -159,15 +159,21 @@ def insert_packed(
 
 
 def delete_packed(
-    connection: MilvusConnection, names: CollectionNames, page_ids: Sequence[str], shards: Iterable[int]
+    connection: MilvusConnection,
+    names: CollectionNames,
+    page_ids: Sequence[str],
+    shards: Iterable[int] | None = None,
+    *,
+    also_last: bool = False,
 ) -> None:
-    """Delete every packed row of these pages from the given shards, then unload all but the last shard."""
+    """Delete every packed row of these pages from the given shards (``None``: all; ``also_last``: and
+    the last, where the rows of an add that failed before its commit would be), then unload all but the last."""
     last = shard_count(connection, names) - 1
-    for shard in sorted(set(shards)):
-        if shard <= last:
-            connection.delete_ids((names.packed_shard(shard),), page_ids)
-            if shard < last:
-                connection.unload(names.packed_shard(shard))
+    chosen = set(range(last + 1) if shards is None else shards) | ({last} if also_last else set())
+    touched = sorted(shard for shard in chosen if shard <= last)
+    for shard in touched:
+        connection.delete_ids((names.packed_shard(shard),), page_ids)
+    _leave(connection, names, touched, last)
 
 
 def _write(connection: MilvusConnection, collection: str, rows: Iterable[dict[str, Any]]) -> None:
@@ -215,15 +221,14 @@ def packed_vectors(
         for fetched in pool.map(fetch, requests):
             for batch in fetched:
                 _collect(batch, found)
-    _leave(connection, names, by_shard)
+    if names.sharded:
+        _leave(connection, names, by_shard, shard_count(connection, names) - 1)
     return _whole(found, rows, dim)
 
 
-def _leave(connection: MilvusConnection, names: CollectionNames, shards: Iterable[int]) -> None:
-    """Unload the shards a read is done with, but the last (where a writer writes)."""
-    if names.sharded:
-        last = shard_count(connection, names) - 1
-        connection.unload(*(names.packed_shard(shard) for shard in shards if shard < last))
+def _leave(connection: MilvusConnection, names: CollectionNames, shards: Iterable[int], last: int) -> None:
+    """Unload the shards a read or delete is done with, but the ``last`` (where a writer writes)."""
+    connection.unload(*(names.packed_shard(shard) for shard in shards if shard < last))
 
 
 def _requests(rows: Mapping[str, Mapping[str, Any]], dim: int, parallel: int) -> Iterator[list[str]]:
@@ -259,7 +264,8 @@ def scan_packed(
     """
     found: dict[tuple[str, str], dict[int, Mapping[str, Any]]] = {}
     done: set[str] = set()  # pages yielded: a second copy of their rows (a retried write) is not a second page
-    for shard in range(shard_count(connection, names)):
+    last = shard_count(connection, names) - 1
+    for shard in range(last + 1):
         collection = names.packed_shard(shard)
         for batch in connection.iter_rows(collection, "", PACKED_ROW_FIELDS, primary="pk", window=_ROWS_PER_READ):
             orphans = {str(row["page_id"]) for row in batch if str(row["page_id"]) not in rows}
@@ -270,7 +276,7 @@ def scan_packed(
             pages = _whole(complete, rows, dim)
             done.update(pages)
             yield pages, orphans
-        _leave(connection, names, (shard,))
+        _leave(connection, names, (shard,), last)
     for page_id, digest in found:  # parts missing: a crash between a page's rows, or a damaged file
         if str(rows[page_id].get("digest")) == digest:
             logger.warning("skipping page %s: some of its packed rows are missing", page_id)

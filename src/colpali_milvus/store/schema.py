@@ -24,8 +24,8 @@ above. Since version 5 the packed rows are split into *shards* of bounded size (
 so that a writer or a rebuild holds one shard's rows in memory at a time, never all of them.
 Milvus Lite is a pure-Python engine that holds every row of a collection in the memory of the
 process that opens it: one row per vector cost ~2-3 MB and ~10 ms per page, a handful of text rows
-per page cost about the vectors' own size. Lite's search path
-(the in-process codes) never uses per-vector rows or summaries, so it writes neither.
+per page cost about the vectors' own size. Lite's search path (the in-process codes) never uses
+per-vector rows or summaries, so it writes neither.
 """
 
 from __future__ import annotations
